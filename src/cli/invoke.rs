@@ -1,0 +1,117 @@
+//! `lamina local invoke`: parse, plan, run, and map every outcome to an exit code.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use super::config::{self, ParseError};
+use crate::exit;
+use crate::plan::{self, Context, PlanError};
+
+/// Runs the command line `argv` (program name first) and returns the process exit code.
+pub fn main(argv: Vec<OsString>) -> u8 {
+    let env = |name: &str| std::env::var(name).ok();
+    let debug =
+        argv.iter().any(|a| a == "--debug") || env("SAM_DEBUG").is_some_and(|v| is_truthy(&v));
+    init_logging(debug);
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(err) => return fail(&format!("cannot read the current directory: {err}")),
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    run(argv, cwd, &env, &mut stdin, &mut stdout)
+}
+
+/// The testable core of `main`: everything but the process-wide setup.
+pub fn run(
+    argv: Vec<OsString>,
+    cwd: PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> u8 {
+    let parsed = match config::parse(argv, &cwd) {
+        Ok(parsed) => parsed,
+        Err(ParseError::Usage(err)) => {
+            // clap prints help and version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = err.print();
+            return u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
+        }
+        Err(ParseError::Config(err)) => return fail(&err.to_string()),
+    };
+    let mut ctx = Context { cwd, env, stdin };
+    let plan = match plan::build(&parsed, &mut ctx) {
+        Ok(plan) => plan,
+        Err(err) => return plan_failure(&err),
+    };
+    if parsed.args.dry_run {
+        let mut text = serde_json::to_string_pretty(&plan).expect("the plan serialises");
+        text.push('\n');
+        return match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Ok(()) => exit::SUCCESS,
+            // A closed pipe (`lamina ... --dry-run | head`) is not an error.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => exit::SUCCESS,
+            Err(err) => fail(&format!("cannot write to standard output: {err}")),
+        };
+    }
+    fail(
+        "running functions is not implemented yet: the sandbox is being built (see README, Status). \
+         Use --dry-run to see what would run",
+    )
+}
+
+fn plan_failure(err: &PlanError) -> u8 {
+    if err.is_usage() {
+        eprintln!("Usage: lamina local invoke [OPTIONS] [FUNCTION_IDENTIFIER]");
+        eprintln!("Try 'lamina local invoke -h' for help.");
+        eprintln!();
+        eprintln!("Error: {}", one_line(&err.to_string()));
+        return exit::USAGE;
+    }
+    fail(&err.to_string())
+}
+
+/// Prints the one-line `Error: ...` and returns the lamina-error exit code.
+fn fail(message: &str) -> u8 {
+    eprintln!("Error: {}", one_line(message));
+    exit::LAMINA_ERROR
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_truthy(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// Messages go to stderr as bare lines (SAM's `%(message)s`); `--debug` adds timestamps and levels.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug { "lamina=debug" } else { "lamina=info" };
+    let filter = EnvFilter::try_from_env(crate::env_vars::LAMINA_LOG)
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let result = if debug {
+        builder.try_init()
+    } else {
+        builder.without_time().with_level(false).try_init()
+    };
+    // Already initialised (tests call `main` more than once): keep the first subscriber.
+    let _ = result;
+}

@@ -1,0 +1,20 @@
+//! Every environment variable lamina itself reads, in one place. (Option variables such as
+//! `SAM_TEMPLATE_FILE` are declared on the options in `cli`.)
+
+/// Cache root override.
+pub const LAMINA_CACHE_DIR: &str = "LAMINA_CACHE_DIR";
+/// Standard XDG cache base.
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+pub const HOME: &str = "HOME";
+/// Region, as botocore reads it (before `AWS_REGION`).
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// Turns on `--language-extensions` when `1`, `true` or `yes` (as SAM).
+pub const SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: &str = "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS";
+/// `RUST_LOG`-style filter for lamina's own diagnostics.
+pub const LAMINA_LOG: &str = "LAMINA_LOG";
+/// Set by CI: tests that need root or user namespaces fail instead of skipping.
+pub const LAMINA_TEST_MUST_WORK: &str = "LAMINA_TEST_MUST_WORK";

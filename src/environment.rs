@@ -1,0 +1,334 @@
+//! The environment a function sees: SAM's injected `AWS_*` variables, the template's
+//! `Environment.Variables`, the shell, and `--env-vars` overrides (`samcli/local/lambdafn/env_vars.py`).
+//!
+//! One deliberate difference from SAM: a variable that `--env-vars` sets for a function but the
+//! template does not declare is passed too (SAM drops it silently); the caller prints a notice.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use crate::template::Function;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("Could not read environment variables overrides from file {}: {message}", .path.display())]
+    Read { path: PathBuf, message: String },
+    #[error("Environment variables {value} in incorrect format (in {}: every top-level value must be an object of NAME: value)", .path.display())]
+    Shape { path: PathBuf, value: String },
+}
+
+/// The parsed `--env-vars` (or `--container-env-vars`) file: `{"Parameters": {...}, "<Function>": {...}}`.
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    blocks: Map<String, Value>,
+}
+
+impl EnvOverrides {
+    /// Reads a JSON file, or failing that a `.env` file (whose variables apply to every function).
+    pub fn load(path: &Path) -> Result<EnvOverrides, EnvError> {
+        let read_error = |message: String| EnvError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = fs_err::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+        let blocks = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Err(EnvError::Shape {
+                    path: path.to_path_buf(),
+                    value: other.to_string(),
+                });
+            }
+            Err(json_error) => {
+                let mut vars = Map::new();
+                for item in dotenvy::from_read_iter(text.as_bytes()) {
+                    let Ok((key, value)) = item else {
+                        vars.clear();
+                        break;
+                    };
+                    vars.insert(key, Value::String(value));
+                }
+                if vars.is_empty() {
+                    return Err(read_error(format!(
+                        "file is not in valid JSON ({json_error}) or .env format"
+                    )));
+                }
+                let mut blocks = Map::new();
+                blocks.insert("Parameters".into(), Value::Object(vars));
+                blocks
+            }
+        };
+        if let Some((_, bad)) = blocks.iter().find(|(_, v)| !v.is_object()) {
+            return Err(EnvError::Shape {
+                path: path.to_path_buf(),
+                value: bad.to_string(),
+            });
+        }
+        Ok(EnvOverrides { blocks })
+    }
+
+    /// `Parameters` first, then the first non-empty block named by the function's logical id,
+    /// function id, `FunctionName` or full path.
+    pub fn for_function(&self, function: &Function) -> IndexMap<String, Value> {
+        let mut out = IndexMap::new();
+        let block = |key: &str| {
+            self.blocks
+                .get(key)
+                .and_then(Value::as_object)
+                .filter(|m| !m.is_empty())
+        };
+        if let Some(global) = block("Parameters") {
+            out.extend(global.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let keys = [
+            &function.logical_id,
+            &function.function_id,
+            &function.function_name,
+            &function.full_path,
+        ];
+        if let Some(specific) = keys.iter().find_map(|k| block(k)) {
+            out.extend(specific.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out
+    }
+}
+
+/// Where the function's AWS identity and region come from.
+#[derive(Debug, Clone)]
+pub struct AwsIdentity {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+/// What the environment depends on besides the template.
+pub struct EnvInputs<'a> {
+    pub function: &'a Function,
+    pub handler: Option<&'a str>,
+    pub memory_mb: u64,
+    /// The timeout the function is told about (36000 when debugging, as SAM).
+    pub timeout_s: u64,
+    pub debugging: bool,
+    pub identity: &'a AwsIdentity,
+    /// `--env-vars` values for this function.
+    pub overrides: IndexMap<String, Value>,
+    /// `--container-env-vars` values (debug mode only).
+    pub container_overrides: IndexMap<String, Value>,
+    /// Reads a variable of lamina's own environment.
+    pub shell: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The resolved environment, and the override names the template does not declare.
+#[derive(Debug, Clone)]
+pub struct ResolvedEnv {
+    pub vars: IndexMap<String, String>,
+    pub undeclared_overrides: Vec<String>,
+}
+
+/// The Runtime API address the function's runtime client connects to inside its sandbox.
+pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
+
+pub fn resolve(inputs: &EnvInputs) -> ResolvedEnv {
+    let f = inputs.function;
+    let mut vars = aws_variables(inputs);
+    let declared = f.environment_variables();
+    for (name, template_value) in &declared {
+        let value = if let Some(v) = inputs.overrides.get(name) {
+            stringify(v)
+        } else if let Some(v) = (inputs.shell)(name) {
+            v
+        } else {
+            stringify(template_value)
+        };
+        vars.insert(name.clone(), value);
+    }
+    let mut undeclared_overrides = Vec::new();
+    for (name, value) in &inputs.overrides {
+        if !declared.contains_key(name) {
+            undeclared_overrides.push(name.clone());
+            vars.insert(name.clone(), stringify(value));
+        }
+    }
+    if inputs.debugging {
+        for (name, value) in &inputs.container_overrides {
+            vars.insert(name.clone(), stringify(value));
+        }
+    }
+    ResolvedEnv {
+        vars,
+        undeclared_overrides,
+    }
+}
+
+/// The variables SAM always sets (`_get_aws_variables`), plus the two that the Runtime Interface
+/// Emulator would otherwise set (`AWS_LAMBDA_RUNTIME_API`, `_HANDLER`), since lamina runs no RIE by default.
+fn aws_variables(inputs: &EnvInputs) -> IndexMap<String, String> {
+    let f = inputs.function;
+    let logging = f.logging_config();
+    let mut vars = IndexMap::new();
+    let mut set = |k: &str, v: String| {
+        vars.insert(k.to_string(), v);
+    };
+    set("AWS_SAM_LOCAL", "true".into());
+    set(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        inputs.memory_mb.to_string(),
+    );
+    set("AWS_LAMBDA_FUNCTION_TIMEOUT", inputs.timeout_s.to_string());
+    if let Some(handler) = inputs.handler {
+        set("AWS_LAMBDA_FUNCTION_HANDLER", handler.to_string());
+    }
+    set("AWS_LAMBDA_FUNCTION_NAME", f.logical_id.clone());
+    set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
+    // Lambda's log groups start with a slash; SAM's local value lacks it. We use Lambda's.
+    set(
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        logging
+            .log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{}", f.logical_id)),
+    );
+    set("AWS_LAMBDA_LOG_STREAM_NAME", "$LATEST".into());
+    set("AWS_REGION", inputs.identity.region.clone());
+    set("AWS_DEFAULT_REGION", inputs.identity.region.clone());
+    set("AWS_ACCESS_KEY_ID", inputs.identity.access_key_id.clone());
+    set(
+        "AWS_SECRET_ACCESS_KEY",
+        inputs.identity.secret_access_key.clone(),
+    );
+    if let Some(token) = inputs
+        .identity
+        .session_token
+        .clone()
+        .filter(|t| !t.is_empty())
+    {
+        set("AWS_SESSION_TOKEN", token);
+    }
+    set(
+        "AWS_ACCOUNT_ID",
+        crate::template::intrinsics::DEFAULT_ACCOUNT_ID.into(),
+    );
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    if let Some(format) = &logging.log_format {
+        set("AWS_LAMBDA_LOG_FORMAT", format.clone());
+        if format == "JSON" {
+            set(
+                "AWS_LAMBDA_LOG_LEVEL",
+                logging
+                    .application_log_level
+                    .clone()
+                    .unwrap_or_else(|| "INFO".into()),
+            );
+        }
+    }
+    if let (Some(concurrency), false) = (f.max_concurrency(), inputs.debugging) {
+        set("AWS_LAMBDA_MAX_CONCURRENCY", concurrency.to_string());
+    }
+    set("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDRESS.into());
+    if let Some(handler) = inputs.handler {
+        set("_HANDLER", handler.to_string());
+    }
+    vars
+}
+
+/// SAM's `_stringify_value`: containers and null become `""`, booleans `true`/`false`, the rest `str(v)`.
+pub fn stringify(value: &Value) -> String {
+    match value {
+        Value::Null | Value::Array(_) | Value::Object(_) => String::new(),
+        Value::Bool(true) => "true".into(),
+        Value::Bool(false) => "false".into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            (None, None, Some(f)) => python_float(f),
+            _ => n.to_string(),
+        },
+    }
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, positional for exponents -4..16, always with a
+/// fractional part or an exponent (`10.0`, `1.5`, `1e+16`, `1e-05`).
+pub fn python_float(f: f64) -> String {
+    if !f.is_finite() {
+        return if f.is_nan() {
+            "nan".into()
+        } else if f > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let sci = format!("{f:e}"); // e.g. "1.5e0", "-1e16"
+    let (mantissa, exponent) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exponent: i32 = exponent.parse().expect("integer exponent");
+    if (-4..16).contains(&exponent) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn test_environment_stringify() {
+        assert_eq!(stringify(&json!(null)), "");
+        assert_eq!(stringify(&json!({"Ref": "X"})), "");
+        assert_eq!(stringify(&json!([1])), "");
+        assert_eq!(stringify(&json!(true)), "true");
+        assert_eq!(stringify(&json!(false)), "false");
+        assert_eq!(stringify(&json!(10)), "10");
+        assert_eq!(stringify(&json!(1.5)), "1.5");
+        assert_eq!(stringify(&json!(10.0)), "10.0");
+        assert_eq!(python_float(1e16), "1e+16");
+        assert_eq!(python_float(1.5e-5), "1.5e-05");
+        assert_eq!(python_float(123456.0), "123456.0");
+    }
+
+    #[test]
+    fn test_environment_env_file_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let json_file = dir.path().join("env.json");
+        fs_err::write(&json_file, r#"{"Parameters": {"A": "1"}, "Fn": {"B": 2}}"#).unwrap();
+        assert!(EnvOverrides::load(&json_file).is_ok());
+
+        let dotenv = dir.path().join(".env");
+        fs_err::write(&dotenv, "A=1\n# comment\nB=\"two words\"\n").unwrap();
+        let loaded = EnvOverrides::load(&dotenv).unwrap();
+        assert_eq!(
+            loaded.blocks["Parameters"],
+            json!({"A": "1", "B": "two words"})
+        );
+
+        let wrong = dir.path().join("wrong.json");
+        fs_err::write(&wrong, r#"{"Parameters": "x"}"#).unwrap();
+        let err = EnvOverrides::load(&wrong).unwrap_err().to_string();
+        assert!(err.contains("\"x\" in incorrect format"), "{err}");
+
+        let garbage = dir.path().join("garbage");
+        fs_err::write(&garbage, "{ not json\n").unwrap();
+        let err = EnvOverrides::load(&garbage).unwrap_err().to_string();
+        assert!(
+            err.contains("not in valid JSON") && err.contains("garbage"),
+            "{err}"
+        );
+
+        let err = EnvOverrides::load(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.json"), "{err}");
+    }
+}

@@ -1,0 +1,37 @@
+//! lamina: a daemonless, rootless `sam local invoke`.
+//!
+//! One invoke, end to end:
+//! 1. `cli` parses the command line (with samconfig defaults) into `InvokeArgs`;
+//! 2. `plan` reads the template (`template`), event (`event`) and env files (`environment`) and decides
+//!    everything about the run: the function, its runtime image (`runtimes`), code, layers, environment;
+//! 3. the sandbox and the Runtime API emulator run it (in progress; see README).
+
+pub mod cli;
+pub mod env_vars;
+pub mod environment;
+pub mod event;
+pub mod params;
+pub mod paths;
+pub mod plan;
+pub mod runtimes;
+pub mod samconfig;
+pub mod template;
+pub mod yaml;
+
+/// Process exit codes. SAM exits 0 when the function fails; lamina tells the outcomes apart.
+pub mod exit {
+    /// The function succeeded.
+    pub const SUCCESS: u8 = 0;
+    /// lamina could not run the function: bad template, file, image, ...
+    pub const LAMINA_ERROR: u8 = 1;
+    /// Usage error: unknown option, malformed value.
+    pub const USAGE: u8 = 2;
+    /// The function returned an error (handled, unhandled, init error, runtime crash).
+    pub const FUNCTION_ERROR: u8 = 3;
+    /// The function timed out.
+    pub const TIMEOUT: u8 = 4;
+    /// The function ran out of memory.
+    pub const OUT_OF_MEMORY: u8 = 5;
+    /// Interrupted with Ctrl-C.
+    pub const INTERRUPTED: u8 = 130;
+}
