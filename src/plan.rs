@@ -146,6 +146,17 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
     for s in &skipped {
         tracing::warn!("{}", s.warning);
     }
+    // Env files are read before the function is chosen (as SAM), so their errors come first.
+    let env_file = args
+        .env_vars
+        .as_ref()
+        .map(|p| EnvOverrides::load(&ctx.cwd.join(p)))
+        .transpose()?;
+    let container_env_file = args
+        .container_env_vars
+        .as_ref()
+        .map(|p| EnvOverrides::load(&ctx.cwd.join(p)))
+        .transpose()?;
     let function = template::find_function(&functions, args.function_identifier.as_deref())?;
 
     let package_type = function.package_type()?;
@@ -232,12 +243,11 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
             .as_ref()
             .and_then(|c| c.first().cloned())
     });
-    let overrides = match &args.env_vars {
-        Some(path) => EnvOverrides::load(&ctx.cwd.join(path))?.for_function(function),
-        None => IndexMap::new(),
-    };
-    let container_overrides = match (&args.container_env_vars, &debug) {
-        (Some(path), Some(_)) => EnvOverrides::load(&ctx.cwd.join(path))?.for_function(function),
+    let overrides = env_file
+        .map(|f| f.for_function(function))
+        .unwrap_or_default();
+    let container_overrides = match (container_env_file, &debug) {
+        (Some(file), Some(_)) => file.for_function(function),
         _ => IndexMap::new(),
     };
     let identity = identity(args.region.as_deref(), ctx.env);

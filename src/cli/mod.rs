@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
@@ -198,13 +199,14 @@ pub struct InvokeArgs {
     pub docker_network: Option<String>,
 
     /// Never contact a registry: use the cached image or fail.
-    #[arg(long, env = "SAM_SKIP_PULL_IMAGE", help_heading = "Container Options")]
+    #[arg(long, env = "SAM_SKIP_PULL_IMAGE", value_parser = BoolishValueParser::new(), help_heading = "Container Options")]
     pub skip_pull_image: bool,
 
     /// Check the image with the registry now and re-download layers.
     #[arg(
         long,
         env = "SAM_FORCE_IMAGE_BUILD",
+        value_parser = BoolishValueParser::new(),
         help_heading = "Container Options"
     )]
     pub force_image_build: bool,
@@ -326,7 +328,7 @@ pub struct InvokeArgs {
 
     // ---- Other
     /// Debug logging with timestamps.
-    #[arg(long, env = "SAM_DEBUG", help_heading = "Other Options")]
+    #[arg(long, env = "SAM_DEBUG", value_parser = BoolishValueParser::new(), help_heading = "Other Options")]
     pub debug: bool,
 }
 

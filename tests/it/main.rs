@@ -1,1 +1,9 @@
-//! Integration tests.
+//! Integration tests: the `lamina` binary run on real project directories.
+
+mod bad_input;
+mod cli;
+mod environment;
+mod events;
+mod samconfig;
+mod templates;
+mod util;

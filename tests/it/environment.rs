@@ -1,0 +1,145 @@
+//! The function's environment: SAM's injected variables, template values, the shell, `--env-vars`.
+
+use crate::util::{Project, env_of, env_var};
+
+#[test]
+fn test_environment_injected_variables_in_order() {
+    let project = Project::fixture("hello-python");
+    let plan = project.dry_run(&["HelloWorldFunction"]);
+    let names: Vec<String> = env_of(&plan).into_iter().map(|(k, _)| k).take(16).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_SAM_LOCAL",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            "AWS_LAMBDA_FUNCTION_TIMEOUT",
+            "AWS_LAMBDA_FUNCTION_HANDLER",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "AWS_LAMBDA_FUNCTION_VERSION",
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCOUNT_ID",
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            "AWS_LAMBDA_RUNTIME_API",
+            "_HANDLER",
+        ]
+    );
+    let env = |name| env_var(&plan, name).unwrap();
+    assert_eq!(env("AWS_SAM_LOCAL"), "true");
+    assert_eq!(env("AWS_LAMBDA_FUNCTION_VERSION"), "$LATEST");
+    assert_eq!(
+        env("AWS_LAMBDA_LOG_GROUP_NAME"),
+        "/aws/lambda/HelloWorldFunction"
+    );
+    assert_eq!(env("AWS_ACCESS_KEY_ID"), "defaultkey");
+    assert_eq!(env("AWS_SECRET_ACCESS_KEY"), "defaultsecret");
+    assert_eq!(env("AWS_REGION"), "us-east-1");
+    assert_eq!(env("AWS_LAMBDA_RUNTIME_API"), "127.0.0.1:9001");
+    assert!(env_var(&plan, "AWS_SESSION_TOKEN").is_none());
+}
+
+#[test]
+fn test_environment_credentials_and_region_from_shell() {
+    let project = Project::fixture("hello-python");
+    let plan = project
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_SESSION_TOKEN", "token")
+        .env("AWS_DEFAULT_REGION", "sa-east-1")
+        .env("AWS_REGION", "ignored-when-default-region-set")
+        .success_json();
+    assert_eq!(env_var(&plan, "AWS_ACCESS_KEY_ID"), Some("AKIDEXAMPLE"));
+    assert_eq!(env_var(&plan, "AWS_SECRET_ACCESS_KEY"), Some("secret"));
+    assert_eq!(env_var(&plan, "AWS_SESSION_TOKEN"), Some("token"));
+    assert_eq!(env_var(&plan, "AWS_REGION"), Some("sa-east-1"));
+}
+
+#[test]
+fn test_environment_precedence_template_shell_overrides() {
+    let project = Project::fixture("hello-python");
+    // The shell overrides a declared variable (SAM does this); an undeclared one is not leaked.
+    let plan = project
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .env("STAGE", "from-shell")
+        .env("NOT_DECLARED", "x")
+        .success_json();
+    assert_eq!(env_var(&plan, "STAGE"), Some("from-shell"));
+    assert_eq!(env_var(&plan, "NOT_DECLARED"), None);
+
+    // --env-vars beats the shell; the function block beats Parameters.
+    let out = project
+        .invoke(&["HelloWorldFunction", "--dry-run", "-n", "env.json"])
+        .env("TABLE", "from-shell")
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(env_var(&plan, "TABLE"), Some("from-env-file"));
+    assert_eq!(env_var(&plan, "SHARED"), Some("from-env-file-global"));
+    assert_eq!(
+        env_var(&plan, "RETRIES"),
+        Some("5"),
+        "numbers become strings"
+    );
+    // lamina's fix: an override the template does not declare is passed, with a notice.
+    assert_eq!(env_var(&plan, "EXTRA"), Some("not-declared"));
+    assert!(
+        out.stderr.contains("EXTRA") && out.stderr.contains("does not declare"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn test_environment_function_blocks_by_any_name() {
+    let template = "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: real-name\n      Handler: h\n      Runtime: python3.12\n      Environment:\n        Variables:\n          V: template\n";
+    for key in ["Fn", "real-name"] {
+        let project = Project::empty().file("template.yaml", template).file(
+            "env.json",
+            &format!(r#"{{"{key}": {{"V": "block-{key}"}}, "Other": {{"V": "no"}}}}"#),
+        );
+        let plan = project.dry_run(&["-n", "env.json"]);
+        assert_eq!(env_var(&plan, "V"), Some(format!("block-{key}").as_str()));
+    }
+    // An empty block falls through to the next name.
+    let project = Project::empty()
+        .file("template.yaml", template)
+        .file("env.json", r#"{"Fn": {}, "real-name": {"V": "second"}}"#);
+    assert_eq!(
+        env_var(&project.dry_run(&["-n", "env.json"]), "V"),
+        Some("second")
+    );
+}
+
+#[test]
+fn test_environment_dotenv_file() {
+    let project = Project::fixture("hello-python")
+        .file(".env.local", "TABLE=dotenv-table\nSTAGE=\"quoted stage\"\n");
+    let plan = project.dry_run(&["HelloWorldFunction", "-n", ".env.local"]);
+    assert_eq!(env_var(&plan, "TABLE"), Some("dotenv-table"));
+    assert_eq!(env_var(&plan, "STAGE"), Some("quoted stage"));
+}
+
+#[test]
+fn test_environment_container_env_vars_only_when_debugging() {
+    let project = Project::fixture("hello-python").file(
+        "cenv.json",
+        r#"{"Parameters": {"DEBUG_ONLY": "1", "STAGE": "debug"}}"#,
+    );
+    let plan = project.dry_run(&["HelloWorldFunction", "--container-env-vars", "cenv.json"]);
+    assert_eq!(env_var(&plan, "DEBUG_ONLY"), None);
+    let plan = project.dry_run(&[
+        "HelloWorldFunction",
+        "--container-env-vars",
+        "cenv.json",
+        "-d",
+        "5678",
+    ]);
+    assert_eq!(env_var(&plan, "DEBUG_ONLY"), Some("1"));
+    assert_eq!(env_var(&plan, "STAGE"), Some("debug"));
+    assert_eq!(env_var(&plan, "AWS_LAMBDA_FUNCTION_TIMEOUT"), Some("36000"));
+}

@@ -1,0 +1,235 @@
+//! Test harness: a temporary project directory and a `lamina` command run in it with a clean
+//! environment, so tests see neither the developer's AWS settings nor each other's files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A project in a fresh temporary directory, optionally copied from `tests/fixtures/projects/<name>`.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn empty() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn fixture(name: &str) -> Project {
+        let project = Project::empty();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/projects")
+            .join(name);
+        assert!(source.is_dir(), "no fixture {}", source.display());
+        copy_dir(&source, project.path());
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating parent directories) and returns the project for chaining.
+    pub fn file(self, relative: &str, contents: &str) -> Project {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn dir(self, relative: &str) -> Project {
+        std::fs::create_dir_all(self.path().join(relative)).unwrap();
+        self
+    }
+
+    /// `lamina local invoke <args>` in the project directory.
+    pub fn invoke(&self, args: &[&str]) -> Run {
+        Run::new(self.path()).args(["local", "invoke"]).args(args)
+    }
+
+    /// `lamina local invoke --dry-run <args>`, which must succeed; returns the plan.
+    pub fn dry_run(&self, args: &[&str]) -> Value {
+        self.invoke(args).arg("--dry-run").success_json()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// One run of the lamina binary.
+pub struct Run {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+    home: PathBuf,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new(cwd: &Path) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lamina"));
+        let home = cwd.join(".test-home");
+        command
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("LAMINA_CACHE_DIR", home.join("cache"))
+            .stdin(Stdio::null());
+        Run {
+            command,
+            stdin: None,
+            home,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Run {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Run {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, data: &str) -> Run {
+        self.stdin = Some(data.as_bytes().to_vec());
+        self
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn output(mut self) -> Outcome {
+        use std::io::Write;
+        if self.stdin.is_some() {
+            self.command.stdin(Stdio::piped());
+        }
+        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("lamina runs");
+        if let Some(data) = self.stdin.take() {
+            child.stdin.take().unwrap().write_all(&data).unwrap();
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().unwrap();
+        Outcome {
+            code: status
+                .code()
+                .expect("lamina exited, not killed by a signal"),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    /// Runs, expects exit 0 and one JSON object on stdout.
+    pub fn success_json(self) -> Value {
+        let out = self.output();
+        assert_eq!(out.code, 0, "lamina failed:\n{}", out.stderr);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", out.stdout))
+    }
+
+    /// Runs and expects a failure with `code` and a one-line `Error: ...` that contains every `needle`.
+    pub fn fails(self, code: i32, needles: &[&str]) -> Outcome {
+        let out = self.output();
+        assert_eq!(
+            out.code, code,
+            "wrong exit code; stderr:\n{}\nstdout:\n{}",
+            out.stderr, out.stdout
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "a failed run printed to stdout: {}",
+            out.stdout
+        );
+        assert!(
+            !out.stderr.contains("panicked"),
+            "lamina panicked:\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("stack backtrace"),
+            "backtrace printed:\n{}",
+            out.stderr
+        );
+        let error_lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("Error: "))
+            .collect();
+        if code == 1 {
+            assert_eq!(
+                error_lines.len(),
+                1,
+                "expected exactly one `Error:` line:\n{}",
+                out.stderr
+            );
+        }
+        let text = if code == 1 {
+            error_lines[0].to_string()
+        } else {
+            out.stderr.clone()
+        };
+        for needle in needles {
+            assert!(
+                text.contains(needle),
+                "error does not mention `{needle}`:\n{}",
+                out.stderr
+            );
+        }
+        out
+    }
+}
+
+/// The environment of a plan as (name, value) pairs in order.
+pub fn env_of(plan: &Value) -> Vec<(String, String)> {
+    plan["environment"]
+        .as_object()
+        .expect("environment is an object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("string value").to_string()))
+        .collect()
+}
+
+/// One variable of a plan's environment.
+pub fn env_var<'a>(plan: &'a Value, name: &str) -> Option<&'a str> {
+    plan["environment"].get(name).and_then(Value::as_str)
+}
