@@ -1,7 +1,7 @@
 //! Test harness: a temporary project directory and a `lamina` command run in it with a clean
 //! environment, so tests see neither the developer's AWS settings nor each other's files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -73,7 +73,6 @@ fn copy_dir(from: &Path, to: &Path) {
 pub struct Run {
     command: Command,
     stdin: Option<Vec<u8>>,
-    home: PathBuf,
 }
 
 /// What a run produced.
@@ -98,7 +97,6 @@ impl Run {
         Run {
             command,
             stdin: None,
-            home,
         }
     }
 
@@ -121,18 +119,9 @@ impl Run {
         self
     }
 
-    pub fn current_dir(mut self, dir: &Path) -> Run {
-        self.command.current_dir(dir);
-        self
-    }
-
     pub fn stdin(mut self, data: &str) -> Run {
         self.stdin = Some(data.as_bytes().to_vec());
         self
-    }
-
-    pub fn home(&self) -> &Path {
-        &self.home
     }
 
     pub fn output(mut self) -> Outcome {
