@@ -6,9 +6,8 @@ pub const LAMINA_CACHE_DIR: &str = "LAMINA_CACHE_DIR";
 /// Standard XDG cache base.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 pub const HOME: &str = "HOME";
-/// Region, as botocore reads it (before `AWS_REGION`).
+/// Region, as botocore reads it.
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
-pub const AWS_REGION: &str = "AWS_REGION";
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
@@ -18,3 +17,11 @@ pub const SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: &str = "SAM_CLI_ENABLE_LANGUAGE_EX
 pub const LAMINA_LOG: &str = "LAMINA_LOG";
 /// Set by CI: tests that need root or user namespaces fail instead of skipping.
 pub const LAMINA_TEST_MUST_WORK: &str = "LAMINA_TEST_MUST_WORK";
+/// Registry mirrors: `public.ecr.aws=http://127.0.0.1:5000,other=URL` (`http://` means plain HTTP).
+pub const LAMINA_REGISTRY_MIRROR: &str = "LAMINA_REGISTRY_MIRROR";
+/// Hours between registry checks of a cached tag (default 24).
+pub const LAMINA_IMAGE_REFRESH_HOURS: &str = "LAMINA_IMAGE_REFRESH_HOURS";
+/// Standard XDG config base (`$XDG_CONFIG_HOME/lamina/config.toml`).
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// Docker's config directory, for registry credentials (`$DOCKER_CONFIG/config.json`).
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";

@@ -42,14 +42,10 @@ impl EnvOverrides {
                 });
             }
             Err(json_error) => {
-                let mut vars = Map::new();
-                for item in dotenvy::from_read_iter(text.as_bytes()) {
-                    let Ok((key, value)) = item else {
-                        vars.clear();
-                        break;
-                    };
-                    vars.insert(key, Value::String(value));
-                }
+                let vars: Map<String, Value> = parse_dotenv(&text)
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
                 if vars.is_empty() {
                     return Err(read_error(format!(
                         "file is not in valid JSON ({json_error}) or .env format"
@@ -93,6 +89,98 @@ impl EnvOverrides {
         }
         out
     }
+}
+
+/// Reads `.env` text the way python-dotenv (which SAM uses) does in the common cases:
+/// `[export ]KEY=value`, `'single'` and `"double"` quoted values (double quotes know `\n`, `\"`,
+/// `\\`; both may span lines), `# comments`, and a bare `KEY` (an empty value). A line it cannot
+/// read is skipped with a warning, as python-dotenv does.
+pub fn parse_dotenv(text: &str) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    let mut rest = text;
+    let mut line_no = 0usize;
+    while !rest.is_empty() {
+        line_no += 1;
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let trimmed = rest[..line_end].trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            rest = &rest[line_end..];
+            continue;
+        }
+        let body = rest.trim_start();
+        let body = body.strip_prefix("export ").map_or(body, str::trim_start);
+        let key_end = body.find(['=', '\n', '#']).unwrap_or(body.len());
+        let key = body[..key_end].trim();
+        let valid_key = !key.is_empty() && !key.contains(char::is_whitespace);
+        if !body[key_end..].starts_with('=') {
+            if valid_key {
+                vars.push((key.to_string(), String::new()));
+            } else {
+                tracing::warn!("ignoring line {line_no} of the .env file: {trimmed}");
+            }
+            rest = &rest[line_end..];
+            continue;
+        }
+        let after = body[key_end + 1..].trim_start_matches([' ', '\t']);
+        let (value, consumed) = match after.chars().next() {
+            Some(quote @ ('"' | '\'')) => match quoted(&after[1..], quote) {
+                Some((value, used)) => {
+                    let tail = &after[1 + used..];
+                    let tail_end = tail.find('\n').map_or(tail.len(), |i| i + 1);
+                    (value, 1 + used + tail_end)
+                }
+                None => {
+                    tracing::warn!("ignoring line {line_no} of the .env file: unterminated quote");
+                    (String::new(), usize::MAX)
+                }
+            },
+            _ => {
+                let end = after.find('\n').map_or(after.len(), |i| i + 1);
+                let raw = &after[..end];
+                let raw = raw.split(" #").next().unwrap_or_default();
+                (raw.trim().to_string(), end)
+            }
+        };
+        if consumed == usize::MAX {
+            rest = &rest[line_end..];
+            continue;
+        }
+        line_no += after[..consumed.min(after.len())]
+            .matches('\n')
+            .count()
+            .saturating_sub(1);
+        if valid_key {
+            vars.push((key.to_string(), value));
+        } else {
+            tracing::warn!("ignoring line {line_no} of the .env file: {trimmed}");
+        }
+        let offset = rest.len() - after.len() + consumed.min(after.len());
+        rest = &rest[offset..];
+    }
+    vars
+}
+
+/// The text of a quoted value up to the closing `quote`, and how many bytes that took (with it).
+fn quoted(text: &str, quote: char) -> Option<(String, usize)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == quote {
+            return Some((value, i + 1));
+        }
+        if c == '\\' && quote == '"' {
+            match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, 'r')) => value.push('\r'),
+                Some((_, other)) => value.push(other),
+                None => return None,
+            }
+            continue;
+        }
+        value.push(c);
+    }
+    None
 }
 
 /// Where the function's AWS identity and region come from.
@@ -296,6 +384,27 @@ mod tests {
         assert_eq!(python_float(1e16), "1e+16");
         assert_eq!(python_float(1.5e-5), "1.5e-05");
         assert_eq!(python_float(123456.0), "123456.0");
+    }
+
+    #[test]
+    fn test_environment_dotenv_syntax() {
+        let text = "export A=1\nB = a b # comment\nBARE\nA-B=dash\nC='single # not comment'\nD=\"line\\nbreak \\\"q\\\"\"\nE=\"multi\nline\"\n  \n# c\nF=\nbad key=1\nG=last";
+        let got = parse_dotenv(text);
+        let want: Vec<(String, String)> = [
+            ("A", "1"),
+            ("B", "a b"),
+            ("BARE", ""),
+            ("A-B", "dash"),
+            ("C", "single # not comment"),
+            ("D", "line\nbreak \"q\""),
+            ("E", "multi\nline"),
+            ("F", ""),
+            ("G", "last"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod env_vars;
 pub mod environment;
 pub mod event;
+pub mod image;
 pub mod params;
 pub mod paths;
 pub mod plan;

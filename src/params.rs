@@ -31,8 +31,10 @@ const VALUE: &str = r#"("(?:\\.|[^"\\]+)*"|'(?:\\.|[^'\\]+)*'|(?:\\.|[^ "\\]+)+)
 static LONG_FORM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!("(?:ParameterKey={KEY},ParameterValue={VALUE})")).expect("valid regex")
 });
+// SAM anchors the short form on a space it puts in front of the token, so `My-Param=1` is an
+// error rather than `Param=1`.
 static SHORT_FORM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&format!("(?:{KEY}={VALUE})")).expect("valid regex"));
+    LazyLock::new(|| Regex::new(&format!("(?: ){KEY}={VALUE}")).expect("valid regex"));
 
 /// Parses the values given to `--parameter-overrides` (each value may hold several pairs), in order.
 pub fn parse_tokens(tokens: &[String], base_dir: &Path) -> Result<ParameterOverrides, ParamsError> {
@@ -89,10 +91,15 @@ fn parse_token(
     if let Some(path) = token.strip_prefix("file://") {
         return parse_file(&base_dir.join(path), out, depth);
     }
+    // An empty value (`--parameter-overrides "$UNSET"`) means no overrides, as in SAM.
+    if token.trim().is_empty() {
+        return Ok(());
+    }
     // Like SAM's `re.findall`: every match in the token counts, the long form is tried first.
+    let spaced = format!(" {token}");
     for pattern in [&*LONG_FORM, &*SHORT_FORM] {
         let mut found = false;
-        for caps in pattern.captures_iter(token) {
+        for caps in pattern.captures_iter(&spaced) {
             found = true;
             out.insert(unquote(&caps[1]), unquote(&caps[2]));
         }
@@ -213,6 +220,13 @@ mod tests {
             .unwrap(),
             pairs(&[("A", "1"), ("B", "x y")])
         );
+    }
+
+    #[test]
+    fn test_params_short_form_needs_a_plain_key() {
+        assert!(parse(&["My-Param=1"]).is_err());
+        assert_eq!(parse(&[""]).unwrap(), pairs(&[]));
+        assert_eq!(parse(&["  "]).unwrap(), pairs(&[]));
     }
 
     #[test]

@@ -121,13 +121,27 @@ pub struct Context<'a> {
 pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, PlanError> {
     let args = &parsed.args;
     // The event is read first, as SAM does, so a missing event file fails fast.
-    let event = event::read(args.event.as_deref(), ctx.stdin)?;
+    let event_path = args.event.as_ref().map(|p| {
+        if p == Path::new("-") {
+            p.clone()
+        } else {
+            ctx.cwd.join(p)
+        }
+    });
+    let event = event::read(event_path.as_deref(), ctx.stdin)?;
     if args.hook_name.is_some() {
         return Err(PlanError::Invalid(
             "--hook-name: lamina does not run IaC hooks; run `sam build --hook-name terraform` once and pass the template it writes with -t".into(),
         ));
     }
-    let network = network_mode(args.network, args.docker_network.as_deref())?;
+    let network = network_mode(
+        args.network,
+        args.docker_network.as_deref(),
+        parsed.docker_network_from_cli,
+    )?;
+    if let Some(region) = &args.region {
+        check_region(region)?;
+    }
 
     let template_path = template::discover(&ctx.cwd, args.template_file.as_deref());
     let mut options = LoadOptions::default();
@@ -175,7 +189,14 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
                 )
             })?;
             let catalog = check_runtime(function, runtime_name, template_runtime.as_deref())?;
-            if !catalog.supports(architecture) {
+            // As SAM, the architecture is checked against the template's runtime (`--runtime` only
+            // changes the image).
+            let checked = template_runtime
+                .as_deref()
+                .and_then(runtimes::find)
+                .unwrap_or(catalog);
+            let runtime_name = checked.name.as_str();
+            if !checked.supports(architecture) {
                 return Err(PlanError::Invalid(format!(
                     "Runtime {runtime_name} is not supported on '{architecture}' architecture (function {})",
                     function.full_path
@@ -187,6 +208,7 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
                     function.full_path
                 )));
             }
+            let runtime_name = catalog.name.as_str();
             let image = invoke_image(&args.invoke_image, &function.full_path)
                 .unwrap_or_else(|| catalog.image.clone());
             let (code_path, archive) = code_location(function, ctx)?;
@@ -195,7 +217,9 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
                 handler.as_deref().unwrap_or_default(),
                 template_runtime.as_deref().unwrap_or(runtime_name)
             );
-            (image, Some(code_path), archive, function.layers()?)
+            let layers = function.layers()?;
+            check_layer_paths(function, &layers)?;
+            (image, Some(code_path), archive, layers)
         }
         PackageType::Image => {
             let image = function.image_uri().ok_or_else(|| {
@@ -215,14 +239,16 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
     }
     match (function.has_tenancy_config(), &args.tenant_id) {
         (true, None) => {
-            return Err(PlanError::Invalid(
-                "The invoked function is enabled with tenancy configuration. Add a valid tenant ID in your request and try again.".into(),
-            ));
+            return Err(PlanError::Invalid(format!(
+                "The invoked function {} is enabled with tenancy configuration. Add a valid tenant ID (--tenant-id) in your request and try again.",
+                function.full_path
+            )));
         }
         (false, Some(_)) => {
-            return Err(PlanError::Invalid(
-                "The invoked function is not enabled with tenancy configuration. Remove the tenant ID from your request and try again.".into(),
-            ));
+            return Err(PlanError::Invalid(format!(
+                "The invoked function {} is not enabled with tenancy configuration. Remove the tenant ID from your request and try again.",
+                function.full_path
+            )));
         }
         _ => {}
     }
@@ -348,14 +374,33 @@ fn check_runtime(
     })
 }
 
-/// `--invoke-image`: a `FullPath=URI` entry for this function wins over a plain `URI`.
+/// A local layer whose content is missing is an error, like a missing CodeUri.
+fn check_layer_paths(function: &Function, layers: &[Layer]) -> Result<(), PlanError> {
+    for layer in layers {
+        if let Layer::Local {
+            logical_id, path, ..
+        } = layer
+            && let Err(err) = std::fs::metadata(path)
+        {
+            return Err(PlanError::Invalid(format!(
+                "Local layer path '{}' of layer {logical_id} (function {}) cannot be used: {err}. Verify its ContentUri, or run 'sam build' if the path is a build artifact.",
+                path.display(),
+                function.full_path
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--invoke-image`: a `FullPath=URI` entry for this function wins over a plain `URI`; a later
+/// value wins over an earlier one (SAM keeps them in a dict).
 fn invoke_image(values: &[String], full_path: &str) -> Option<String> {
-    let specific = values.iter().find_map(|v| {
+    let specific = values.iter().rev().find_map(|v| {
         v.split_once('=')
             .filter(|(k, _)| *k == full_path)
             .map(|(_, uri)| uri.to_string())
     });
-    specific.or_else(|| values.iter().find(|v| !v.contains('=')).cloned())
+    specific.or_else(|| values.iter().rev().find(|v| !v.contains('=')).cloned())
 }
 
 /// The directory mounted at `/var/task`, and the archive it is unpacked from when there is one.
@@ -415,30 +460,52 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// `--network` and `--docker-network` together: both on the command line must agree; otherwise
+/// the explicit `--network` wins over a `--docker-network` from `SAM_DOCKER_NETWORK` or samconfig.
 fn network_mode(
     network: Option<NetworkMode>,
     docker_network: Option<&str>,
+    docker_network_from_cli: bool,
 ) -> Result<NetworkMode, PlanError> {
-    let from_docker = docker_network.map(|name| match name {
-        "host" => NetworkMode::Host,
-        "none" => NetworkMode::None,
-        other => {
-            if !matches!(other, "private" | "bridge" | "default") {
-                tracing::info!(
-                    "lamina has no Docker networks: --docker-network {other} runs the function on lamina's private network"
-                );
+    let from_docker = || {
+        docker_network.map(|name| match name {
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => {
+                if !matches!(other, "private" | "bridge" | "default") {
+                    tracing::info!(
+                        "lamina has no Docker networks: --docker-network {other} runs the function on lamina's private network"
+                    );
+                }
+                NetworkMode::Private
             }
-            NetworkMode::Private
-        }
+        })
+    };
+    match (network, docker_network_from_cli) {
+        (Some(mode), true) => match from_docker() {
+            Some(other) if other != mode => Err(PlanError::Usage(format!(
+                "--network {} conflicts with --docker-network {}",
+                mode_name(mode),
+                docker_network.unwrap_or_default()
+            ))),
+            _ => Ok(mode),
+        },
+        (Some(mode), false) => Ok(mode),
+        (None, _) => Ok(from_docker().unwrap_or(NetworkMode::Private)),
+    }
+}
+
+/// botocore's region name check.
+fn check_region(region: &str) -> Result<(), PlanError> {
+    static REGION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$").expect("valid regex")
     });
-    match (network, from_docker) {
-        (Some(a), Some(b)) if a != b => Err(PlanError::Usage(format!(
-            "--network {} conflicts with --docker-network {}",
-            mode_name(a),
-            docker_network.unwrap_or_default()
-        ))),
-        (Some(mode), _) | (None, Some(mode)) => Ok(mode),
-        (None, None) => Ok(NetworkMode::Private),
+    if REGION.is_match(region) {
+        Ok(())
+    } else {
+        Err(PlanError::Invalid(format!(
+            "Provided region: {region} doesn't match a supported format"
+        )))
     }
 }
 
@@ -485,14 +552,13 @@ fn debug_plan(args: &crate::cli::InvokeArgs, cwd: &Path) -> Result<Option<DebugP
     }))
 }
 
-/// Region and credentials for the function. Region: `--region`, `AWS_DEFAULT_REGION`, `AWS_REGION`,
+/// Region and credentials for the function. Region: `--region`, `AWS_DEFAULT_REGION` (as botocore),
 /// `us-east-1`. Credentials: the `AWS_*` variables, else SAM's stand-ins.
 fn identity(region: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> AwsIdentity {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     let region = region
         .map(str::to_string)
         .or_else(|| var(env_vars::AWS_DEFAULT_REGION))
-        .or_else(|| var(env_vars::AWS_REGION))
         .unwrap_or_else(|| template::intrinsics::DEFAULT_REGION.to_string());
     match (
         var(env_vars::AWS_ACCESS_KEY_ID),

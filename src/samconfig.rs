@@ -21,6 +21,12 @@ pub enum ConfigError {
     Extension(PathBuf),
     #[error("Error reading configuration: {}: {message}", .path.display())]
     Parse { path: PathBuf, message: String },
+    #[error("{}: `{key}`: {message}", .path.display())]
+    Value {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// Option values from a samconfig file, keyed by option name with underscores (`parameter_overrides`).

@@ -293,10 +293,10 @@ pub fn resolve_plain(text: &str) -> Value {
         }
         _ => {}
     }
-    if INT_RE.is_match(text) {
-        if let Some(value) = parse_int(text) {
-            return value;
-        }
+    if INT_RE.is_match(text)
+        && let Some(value) = parse_int(text)
+    {
+        return value;
     }
     if FLOAT_RE.is_match(text) {
         return parse_float(text);

@@ -33,6 +33,8 @@ pub struct ParsedInvoke {
     pub parameter_overrides_from_cli: bool,
     /// Whether `--template` was given on the command line (it then locates samconfig).
     pub template_from_cli: bool,
+    /// Whether `--docker-network` was given on the command line (not by env or samconfig).
+    pub docker_network_from_cli: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,27 +66,62 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
     };
     let parameter_overrides_from_cli =
         invoke_matches.value_source("parameter_overrides") == Some(ValueSource::CommandLine);
+    let docker_network_from_cli =
+        invoke_matches.value_source("docker_network") == Some(ValueSource::CommandLine);
 
-    let extra = injected_arguments(&config, invoke_matches);
-    if extra.is_empty() {
+    let injected = injected_arguments(&config, invoke_matches);
+    if injected.is_empty() {
         return Ok(ParsedInvoke {
             args,
             config,
             parameter_overrides_from_cli,
             template_from_cli,
+            docker_network_from_cli,
         });
     }
-    let mut argv = argv;
-    let at = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
-    argv.splice(at..at, extra);
-    let matches = Cli::command().try_get_matches_from(&argv)?;
-    let (args, _) = invoke_of(&matches)?;
-    Ok(ParsedInvoke {
-        args,
-        config,
-        parameter_overrides_from_cli,
-        template_from_cli,
-    })
+    let with = |extra: &[OsString]| {
+        let mut argv = argv.clone();
+        let at = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+        argv.splice(at..at, extra.iter().cloned());
+        argv
+    };
+    let all: Vec<OsString> = injected
+        .iter()
+        .flat_map(|(_, args)| args.iter().cloned())
+        .collect();
+    match Cli::command().try_get_matches_from(with(&all)) {
+        Ok(matches) => {
+            let (args, _) = invoke_of(&matches)?;
+            Ok(ParsedInvoke {
+                args,
+                config,
+                parameter_overrides_from_cli,
+                template_from_cli,
+                docker_network_from_cli,
+            })
+        }
+        Err(err) => {
+            // Name the samconfig key whose value clap refused, not a command-line option.
+            let culprit = injected
+                .iter()
+                .find(|(_, extra)| Cli::command().try_get_matches_from(with(extra)).is_err());
+            let Some((key, _)) = culprit else {
+                return Err(ParseError::Usage(err));
+            };
+            let detail = err.to_string();
+            let first = detail
+                .lines()
+                .next()
+                .unwrap_or("invalid value")
+                .trim_start_matches("error: ")
+                .to_string();
+            Err(ParseError::Config(ConfigError::Value {
+                path: config.path.clone().unwrap_or_default(),
+                key: key.clone(),
+                message: first,
+            }))
+        }
+    }
 }
 
 fn invoke_of(matches: &ArgMatches) -> Result<(InvokeArgs, &ArgMatches), clap::Error> {
@@ -97,18 +134,28 @@ fn invoke_of(matches: &ArgMatches) -> Result<(InvokeArgs, &ArgMatches), clap::Er
     Ok((*args, invoke))
 }
 
-/// `--option=value` arguments for samconfig keys the user did not set on the command line or in
-/// the environment.
-fn injected_arguments(config: &SamConfig, matches: &ArgMatches) -> Vec<OsString> {
+/// `--option=value` arguments, per samconfig key, for the options the user did not set on the
+/// command line or in the environment.
+fn injected_arguments(config: &SamConfig, matches: &ArgMatches) -> Vec<(String, Vec<OsString>)> {
     let command = InvokeArgs::augment_args(clap::Command::new("invoke"));
-    let mut extra = Vec::new();
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let mut injected = Vec::new();
     for (key, value) in &config.values {
         let id = if key == "template" {
             "template_file"
         } else {
             key.as_str()
         };
-        if NOT_INJECTED.contains(&id) {
+        // `template_file` wins over `template` when a file has both.
+        if key == "template" && config.values.contains_key("template_file") {
+            continue;
+        }
+        if NOT_INJECTED.contains(&id) || value.is_null() {
             continue;
         }
         let Some(arg) = command.get_arguments().find(|a| a.get_id() == id) else {
@@ -118,24 +165,21 @@ fn injected_arguments(config: &SamConfig, matches: &ArgMatches) -> Vec<OsString>
             );
             continue;
         };
-        if matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
+        let negation = format!("no_{id}");
+        let negation_arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == negation.as_str());
+        if given(id) || (negation_arg.is_some() && given(&negation)) {
             continue;
         }
         let Some(long) = arg.get_long() else { continue };
+        let mut extra: Vec<OsString> = Vec::new();
         match arg.get_action() {
             ArgAction::SetTrue => {
                 if truthy(value) {
                     extra.push(format!("--{long}").into());
-                } else if let Some(negation) = command
-                    .get_arguments()
-                    .find(|a| a.get_id() == format!("no_{id}").as_str())
-                {
-                    if let Some(negated) = negation.get_long() {
-                        extra.push(format!("--{negated}").into());
-                    }
+                } else if let Some(negated) = negation_arg.and_then(|a| a.get_long()) {
+                    extra.push(format!("--{negated}").into());
                 }
             }
             ArgAction::Append => {
@@ -151,8 +195,11 @@ fn injected_arguments(config: &SamConfig, matches: &ArgMatches) -> Vec<OsString>
             }
             _ => extra.push(format!("--{long}={}", scalar(value)).into()),
         }
+        if !extra.is_empty() {
+            injected.push((key.clone(), extra));
+        }
     }
-    extra
+    injected
 }
 
 fn truthy(value: &Value) -> bool {

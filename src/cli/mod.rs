@@ -114,7 +114,7 @@ pub struct InvokeArgs {
 
     // ---- AWS credentials
     /// AWS region of the function (AWS_REGION in the function, AWS::Region in the template).
-    #[arg(long, value_parser = parse_region, help_heading = "AWS Credential Options")]
+    #[arg(long, help_heading = "AWS Credential Options")]
     pub region: Option<String>,
 
     /// Named profile from the AWS shared credentials and config files.
@@ -162,7 +162,7 @@ pub struct InvokeArgs {
 
     // ---- Container
     /// Debug port(s) on 127.0.0.1, forwarded into the function's sandbox; turns on debug mode.
-    #[arg(short = 'd', long, env = "SAM_DEBUG_PORT", action = ArgAction::Append, value_name = "PORT",
+    #[arg(short = 'd', long, env = "SAM_DEBUG_PORT", action = ArgAction::Append, value_delimiter = ' ', value_name = "PORT",
           help_heading = "Container Options")]
     pub debug_port: Vec<u16>,
 
@@ -303,7 +303,8 @@ pub struct InvokeArgs {
     pub no_beta_features: bool,
 
     /// IaC hook (`terraform`); lamina does not run hooks yet.
-    #[arg(long, value_parser = ["terraform"], help_heading = "Terraform Hook Options")]
+    #[arg(long, value_parser = ["terraform"], conflicts_with_all = ["template_file", "parameter_overrides"],
+          help_heading = "Terraform Hook Options")]
     pub hook_name: Option<String>,
 
     /// With --hook-name: reuse prepared metadata.
@@ -343,25 +344,12 @@ fn existing_path(value: &str) -> Result<PathBuf, String> {
 
 /// Checks the form of one `--parameter-overrides` value (files are read later).
 fn parse_parameter_override(value: &str) -> Result<String, String> {
-    if value.starts_with("file://") {
+    if value.starts_with("file://") || value.trim().is_empty() {
         return Ok(value.to_string());
     }
     crate::params::parse_tokens(&[value.to_string()], std::path::Path::new("."))
         .map(|_| value.to_string())
         .map_err(|e| e.to_string())
-}
-
-fn parse_region(value: &str) -> Result<String, String> {
-    static REGION: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$").expect("valid regex")
-    });
-    if REGION.is_match(value) {
-        Ok(value.to_string())
-    } else {
-        Err(format!(
-            "Provided region: {value} doesn't match a supported format"
-        ))
-    }
 }
 
 fn parse_runtime(value: &str) -> Result<String, String> {

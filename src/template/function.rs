@@ -162,10 +162,8 @@ pub fn extract(stacks: &[Stack], volume_basedir: Option<&Path>) -> (Vec<Function
 /// The code location, or `Err(())` for S3 code that cannot run locally.
 fn code_of(kind: &str, properties: &Map<String, Value>, base_dir: &Path) -> Result<Code, ()> {
     let serverless = kind == "AWS::Serverless::Function";
-    if serverless {
-        if let Some(Value::String(inline)) = properties.get("InlineCode") {
-            return Ok(Code::Inline(inline.clone()));
-        }
+    if serverless && let Some(Value::String(inline)) = properties.get("InlineCode") {
+        return Ok(Code::Inline(inline.clone()));
     }
     if properties.get("PackageType").and_then(Value::as_str) == Some("Image") {
         return Ok(Code::None);
@@ -244,9 +242,10 @@ impl Function {
             None => Ok(PackageType::Zip),
             Some(Value::String(s)) if s == "Zip" => Ok(PackageType::Zip),
             Some(Value::String(s)) if s == "Image" => Ok(PackageType::Image),
-            Some(_) => {
-                Err(self.error("Invalid PackageType, PackageType needs to be one of [Zip, Image]"))
-            }
+            Some(other) => Err(self.error(format!(
+                "Invalid PackageType `{}`, PackageType needs to be one of [Zip, Image]",
+                display(other)
+            ))),
         }
     }
 
@@ -419,24 +418,32 @@ impl Function {
                     layers.push(self.arn_layer(arn)?);
                 }
                 Value::Object(map) if map.len() == 1 => {
-                    let target = match (map.get("Ref"), map.get("Fn::GetAtt")) {
-                        (Some(Value::String(id)), _) => Some(id.clone()),
-                        (_, Some(Value::Array(parts))) => {
-                            parts.first().and_then(Value::as_str).map(str::to_string)
+                    // `!Ref` must name a layer of this stack (as SAM); `!GetAtt Layer.Arn` of a
+                    // local layer works too; anything else (an output of another stack...) is skipped.
+                    if let Some(Value::String(id)) = map.get("Ref") {
+                        if !self.stack_layers.contains_key(id) {
+                            return Err(self.error(format!(
+                                "Layers: `{id}`: Layer References need to be of type 'AWS::Serverless::LayerVersion' or 'AWS::Lambda::LayerVersion'"
+                            )));
                         }
+                        if let Some(layer) = self.local_layer_or_skip(id)? {
+                            layers.push(layer);
+                        }
+                        continue;
+                    }
+                    let target = match map.get("Fn::GetAtt") {
+                        Some(Value::Array(parts)) => parts.first().and_then(Value::as_str),
                         _ => None,
                     };
-                    let Some(target) = target else {
-                        tracing::debug!(layer = %item, "skipping a layer that cannot be resolved locally");
-                        continue;
-                    };
-                    if !self.stack_layers.contains_key(&target) {
-                        return Err(self.error(format!(
-                            "Layers: `{target}`: Layer References need to be of type 'AWS::Serverless::LayerVersion' or 'AWS::Lambda::LayerVersion'"
-                        )));
-                    }
-                    if let Some(layer) = self.local_layer_or_skip(&target)? {
-                        layers.push(layer);
+                    match target.filter(|t| self.stack_layers.contains_key(*t)) {
+                        Some(id) => {
+                            if let Some(layer) = self.local_layer_or_skip(id)? {
+                                layers.push(layer);
+                            }
+                        }
+                        None => {
+                            tracing::debug!(layer = %item, "skipping a layer that cannot be resolved locally")
+                        }
                     }
                 }
                 other => {

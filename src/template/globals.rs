@@ -83,15 +83,14 @@ pub fn apply(template: &mut Map<String, Value>) -> Result<(), TemplateError> {
                 "Globals.{section} must be a mapping"
             )));
         };
-        if *section == "Function" {
-            if let Some(bad) = settings
+        if *section == "Function"
+            && let Some(bad) = settings
                 .keys()
                 .find(|k| !FUNCTION_PROPERTIES.contains(&k.as_str()))
-            {
-                return Err(TemplateError::invalid(format!(
-                    "'{bad}' is not a supported property of 'Function' in the Globals section"
-                )));
-            }
+        {
+            return Err(TemplateError::invalid(format!(
+                "'{bad}' is not a supported property of 'Function' in the Globals section"
+            )));
         }
         let Some(Value::Object(resources)) = template.get_mut("Resources") else {
             continue;

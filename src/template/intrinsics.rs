@@ -381,15 +381,15 @@ impl<'a> Resolver<'a> {
             _ => return Err(Unresolved),
         };
         static VARIABLE: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"\$\{(!?)(AWS::[A-Za-z]+|[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)\}")
+            Regex::new(r"\$\{!([^}]*)\}|\$\{(AWS::[A-Za-z]+|[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)\}")
                 .expect("valid regex")
         });
         let replaced = VARIABLE.replace_all(&template, |caps: &Captures| {
             let whole = caps[0].to_string();
-            // `${!Name}` is CloudFormation's escape for a literal `${Name}`. (SAM leaves it as is; we
-            // follow CloudFormation, so the function sees what it would see in AWS.)
-            if !caps[1].is_empty() {
-                return format!("${{{}}}", &caps[2]);
+            // `${!Anything}` is CloudFormation's escape for a literal `${Anything}`. (SAM leaves it as
+            // is; we follow CloudFormation, so the function sees what it would see in AWS.)
+            if let Some(literal) = caps.get(1) {
+                return format!("${{{}}}", literal.as_str());
             }
             let name = &caps[2];
             if let Some(value) = vars.get(name) {
@@ -602,9 +602,9 @@ mod tests {
             resolve_in(
                 t.clone(),
                 &[],
-                json!({"Fn::Sub": "${AWS::Region}-${Stage}-${Table}-${!Literal}-${Missing}"})
+                json!({"Fn::Sub": "${AWS::Region}-${Stage}-${Table}-${!Literal}-${!Odd_Name}-${Missing}"})
             ),
-            json!("us-east-1-dev-Table-${Literal}-${Missing}")
+            json!("us-east-1-dev-Table-${Literal}-${Odd_Name}-${Missing}")
         );
         assert_eq!(
             resolve_in(

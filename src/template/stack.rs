@@ -112,6 +112,8 @@ fn process(
             .in_file(path));
         }
     }
+    warn_language_extensions(&template, path);
+    normalize_cdk_metadata(&mut template);
     globals::apply(&mut template).map_err(|e| e.in_file(path))?;
     default_code_uri(&mut template);
 
@@ -138,6 +140,70 @@ fn process(
         template,
         symbols,
     })
+}
+
+/// `Fn::ForEach` (AWS::LanguageExtensions) generates resources; lamina does not expand it yet, so
+/// say so instead of reporting the generated functions as missing.
+fn warn_language_extensions(template: &Map<String, Value>, path: &Path) {
+    let resources = template.get("Resources").and_then(Value::as_object);
+    if resources.is_some_and(|r| r.keys().any(|k| k.starts_with("Fn::ForEach::"))) {
+        tracing::warn!(
+            "{} uses Fn::ForEach (AWS::LanguageExtensions), which lamina does not expand yet: the functions it generates cannot be invoked",
+            path.display()
+        );
+    }
+}
+
+/// CDK output (`cdk synth`): the code of a function or layer is an asset directory named in
+/// `Metadata` (`aws:asset:path` for the property `aws:asset:property`), and the function's
+/// readable id is the construct path (`aws:cdk:path`), as SAM's ResourceMetadataNormalizer reads it.
+fn normalize_cdk_metadata(template: &mut Map<String, Value>) {
+    let Some(Value::Object(resources)) = template.get_mut("Resources") else {
+        return;
+    };
+    for resource in resources.values_mut() {
+        let Some(resource) = resource.as_object_mut() else {
+            continue;
+        };
+        let Some(Value::Object(metadata)) = resource.get("Metadata").cloned() else {
+            continue;
+        };
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        if let (Some(asset_path), Some(property)) =
+            (text("aws:asset:path"), text("aws:asset:property"))
+        {
+            let properties = resource
+                .entry("Properties")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(properties) = properties.as_object_mut() {
+                if property == "Code.ImageUri" {
+                    // An image asset: lamina runs images but does not build them.
+                    let metadata = resource.get_mut("Metadata").and_then(Value::as_object_mut);
+                    if let Some(metadata) = metadata {
+                        metadata.insert("DockerContext".into(), Value::String(asset_path));
+                    }
+                } else {
+                    properties.insert(property, Value::String(asset_path));
+                }
+            }
+        }
+        if let (None, Some(cdk_path)) = (text("SamResourceId"), text("aws:cdk:path")) {
+            let parts: Vec<&str> = cdk_path.split('/').collect();
+            let id = match parts.as_slice() {
+                [.., parent, "Resource"] => Some(*parent),
+                [.., last] => Some(*last),
+                [] => None,
+            };
+            if let (Some(id), Some(Value::Object(metadata))) = (id, resource.get_mut("Metadata")) {
+                metadata.insert("SamResourceId".into(), Value::String(id.to_string()));
+            }
+        }
+    }
 }
 
 /// SAM's SupportLocalUriPlugin: a serverless function without code gets `CodeUri: .`.

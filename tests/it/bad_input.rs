@@ -126,7 +126,11 @@ fn test_bad_input_event_file_missing() {
         ])
         .fails(
             1,
-            &["cannot read event file missing-event.json", "No such file"],
+            &[
+                "cannot read event file",
+                "missing-event.json",
+                "No such file",
+            ],
         );
 }
 
@@ -196,7 +200,7 @@ fn test_bad_input_numbers() {
         .invoke(&["--dry-run"])
         .fails(
             1,
-            &["Invalid PackageType, PackageType needs to be one of [Zip, Image]"],
+            &["Invalid PackageType `Tarball`, PackageType needs to be one of [Zip, Image]"],
         );
 }
 

@@ -214,8 +214,8 @@ fn test_cli_usage_errors_exit_2() {
         .invoke(&["--tenant-id", "   "])
         .fails(2, &["tenant id"]);
     project
-        .invoke(&["--region", "not_a_region!"])
-        .fails(2, &["Provided region: not_a_region! doesn't match"]);
+        .invoke(&["--region", "not_a_region!", "--dry-run"])
+        .fails(1, &["Provided region: not_a_region! doesn't match"]);
     project
         .invoke(&["-n", "missing-env.json"])
         .fails(2, &["missing-env.json"]);
@@ -225,6 +225,12 @@ fn test_cli_usage_errors_exit_2() {
     project
         .invoke(&["--skip-prepare-infra"])
         .fails(2, &["--hook-name"]);
+    project
+        .invoke(&["--hook-name", "terraform", "-t", "template.yaml"])
+        .fails(2, &["--hook-name"]);
+    project
+        .invoke(&["--hook-name", "terraform", "--dry-run"])
+        .fails(1, &["does not run IaC hooks"]);
 }
 
 #[test]
@@ -239,6 +245,42 @@ fn test_cli_parameter_overrides_swallow_following_tokens_like_sam() {
             "--dry-run",
         ])
         .fails(2, &["HelloWorldFunction is not a valid format"]);
+}
+
+#[test]
+fn test_cli_debug_port_variable_may_hold_several_ports() {
+    let plan = Project::fixture("hello-python")
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .env("SAM_DEBUG_PORT", "5858 5859")
+        .success_json();
+    assert_eq!(plan["debug"]["ports"], serde_json::json!([5858, 5859]));
+}
+
+#[test]
+fn test_cli_network_from_environment_yields_to_explicit_network() {
+    let plan = Project::fixture("hello-python")
+        .invoke(&["HelloWorldFunction", "--dry-run", "--network", "none"])
+        .env("SAM_DOCKER_NETWORK", "host")
+        .success_json();
+    assert_eq!(plan["network"], "none");
+}
+
+#[test]
+fn test_cli_empty_parameter_overrides_mean_none() {
+    let plan = Project::fixture("hello-python").dry_run(&[
+        "HelloWorldFunction",
+        "--parameter-overrides",
+        "",
+    ]);
+    assert_eq!(crate::util::env_var(&plan, "STAGE"), Some("dev"));
+    Project::fixture("hello-python")
+        .invoke(&[
+            "HelloWorldFunction",
+            "--parameter-overrides",
+            "Stage-Name=x",
+            "--dry-run",
+        ])
+        .fails(2, &["Stage-Name=x is not a valid format"]);
 }
 
 #[test]

@@ -117,11 +117,15 @@ fn test_environment_function_blocks_by_any_name() {
 
 #[test]
 fn test_environment_dotenv_file() {
-    let project = Project::fixture("hello-python")
-        .file(".env.local", "TABLE=dotenv-table\nSTAGE=\"quoted stage\"\n");
+    let project = Project::fixture("hello-python").file(
+        ".env.local",
+        "TABLE=dotenv-table\nSTAGE=\"quoted stage\"\nexport SHARED=a b # comment\nBARE\n",
+    );
     let plan = project.dry_run(&["HelloWorldFunction", "-n", ".env.local"]);
     assert_eq!(env_var(&plan, "TABLE"), Some("dotenv-table"));
     assert_eq!(env_var(&plan, "STAGE"), Some("quoted stage"));
+    assert_eq!(env_var(&plan, "SHARED"), Some("a b"));
+    assert_eq!(env_var(&plan, "BARE"), Some(""));
 }
 
 #[test]

@@ -88,6 +88,43 @@ fn test_samconfig_is_found_next_to_an_explicit_template() {
 }
 
 #[test]
+fn test_samconfig_negated_flags_nulls_and_duplicate_template_keys() {
+    let project = Project::fixture("samconfig-project").file(
+        "samconfig.toml",
+        "version = 0.1\n[default.global.parameters]\ntemplate = \"missing.yaml\"\n[default.local_invoke.parameters]\ntemplate_file = \"template.yaml\"\nmount_symlinks = true\n",
+    );
+    // template_file wins over template; the command line's --no-mount-symlinks beats samconfig.
+    assert_eq!(project.dry_run(&[])["mount_symlinks"], true);
+    assert_eq!(
+        project.dry_run(&["--no-mount-symlinks"])["mount_symlinks"],
+        false
+    );
+    let project = Project::fixture("samconfig-project")
+        .file(
+            "samconfig.yaml",
+            "version: 0.1\ndefault:\n  local_invoke:\n    parameters:\n      region:\n",
+        )
+        .file("samconfig.toml", "version = 0.1\n");
+    let plan = project.dry_run(&["--config-file", "samconfig.yaml"]);
+    assert_eq!(
+        env_var(&plan, "AWS_REGION"),
+        Some("us-east-1"),
+        "a null value is no value"
+    );
+}
+
+#[test]
+fn test_samconfig_bad_value_names_the_file_and_key() {
+    let project = Project::fixture("samconfig-project").file(
+        "samconfig.toml",
+        "version = 0.1\n[default.local_invoke.parameters]\ndebug_port = \"notaport\"\n",
+    );
+    project
+        .invoke(&["--dry-run"])
+        .fails(1, &["samconfig.toml", "`debug_port`", "notaport"]);
+}
+
+#[test]
 fn test_samconfig_bad_files() {
     let project =
         Project::fixture("samconfig-project").file("samconfig.toml", "version = 0.1\n[default\n");

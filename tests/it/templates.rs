@@ -312,6 +312,46 @@ fn test_templates_layers() {
 }
 
 #[test]
+fn test_templates_missing_local_layer_is_an_error() {
+    let project = Project::fixture("layers");
+    std::fs::remove_dir_all(project.path().join("layers/shared")).unwrap();
+    project.invoke(&["LayeredFunction", "--dry-run"]).fails(
+        1,
+        &[
+            "Local layer path",
+            "layers/shared",
+            "SharedLayer",
+            "LayeredFunction",
+        ],
+    );
+}
+
+#[test]
+fn test_templates_cdk_output() {
+    let project = Project::fixture("cdk");
+    let plan = project.dry_run(&["-t", "cdk.out/CdkStack.template.json", "HelloHandler"]);
+    assert_eq!(plan["function"], "HelloHandler2E4FBA4D");
+    assert_eq!(
+        plan["full_path"], "HelloHandler",
+        "the construct id from aws:cdk:path"
+    );
+    assert_eq!(
+        plan["code_path"],
+        project
+            .path()
+            .join("cdk.out/asset.0a1b2c3d")
+            .to_str()
+            .unwrap()
+    );
+    let plan = project.dry_run(&[
+        "-t",
+        "cdk.out/CdkStack.template.json",
+        "HelloHandler2E4FBA4D",
+    ]);
+    assert_eq!(plan["full_path"], "HelloHandler");
+}
+
+#[test]
 fn test_templates_image_functions() {
     let project = Project::fixture("image-functions");
     let plan = project.dry_run(&["ImageFunction"]);
@@ -358,6 +398,17 @@ fn test_templates_invoke_image_and_runtime_override() {
         "HelloWorldFunction=reg/img:mine",
     ]);
     assert_eq!(plan["image"], "reg/img:global");
+    let plan = project.dry_run(&[
+        "HelloWorldFunction",
+        "-ii",
+        "reg/first",
+        "-ii",
+        "reg/second",
+    ]);
+    assert_eq!(
+        plan["image"], "reg/second",
+        "the last value wins, as in SAM's dict"
+    );
     let plan = project.dry_run(&["HelloWorldFunction", "--runtime", "python3.14"]);
     assert_eq!(plan["runtime"], "python3.14");
     assert_eq!(plan["image"], "public.ecr.aws/lambda/python:3.14");
@@ -396,6 +447,10 @@ fn test_templates_architecture_checks() {
         1,
         &["Runtime go1.x is not supported on 'arm64' architecture"],
     );
+    // --runtime changes the image, not the check (as SAM).
+    t("go1.x", "arm64")
+        .invoke(&["--dry-run", "--runtime", "provided.al2023"])
+        .fails(1, &["Runtime go1.x is not supported"]);
     t("python3.12", "arm64, x86_64")
         .invoke(&["--dry-run"])
         .fails(1, &["Architectures should be a list of length 1"]);
