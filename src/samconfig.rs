@@ -113,6 +113,90 @@ pub fn load(path: &Path, env: &str) -> Result<SamConfig, ConfigError> {
     })
 }
 
+/// `--save-params`: writes the options given on the command line into
+/// `[<env>.local_invoke.parameters]` and the region into `[<env>.global.parameters]`, keeping the
+/// rest of the file (comments included). Keys whose value equals the global one are dropped from
+/// the command section, as SAM does. Only TOML files can be written.
+pub fn save(
+    path: &Path,
+    env: &str,
+    values: &IndexMap<String, Value>,
+    region: &str,
+) -> Result<(), ConfigError> {
+    use toml_edit::{DocumentMut, Item, Table, value};
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+        return Err(parse_error(
+            "--save-params can only write samconfig.toml files".into(),
+        ));
+    }
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "version = 0.1\n".to_string(),
+        Err(err) => return Err(parse_error(err.to_string())),
+    };
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| parse_error(e.to_string()))?;
+    let mut section = |command: &str| -> Result<Table, ConfigError> {
+        let env_table = doc.entry(env).or_insert(Item::Table(Table::new()));
+        let env_table = env_table
+            .as_table_mut()
+            .ok_or_else(|| parse_error(format!("[{env}] is not a table")))?;
+        env_table.set_implicit(true);
+        let command_table = env_table
+            .entry(command)
+            .or_insert(Item::Table(Table::new()));
+        let command_table = command_table
+            .as_table_mut()
+            .ok_or_else(|| parse_error(format!("[{env}.{command}] is not a table")))?;
+        command_table.set_implicit(true);
+        let parameters = command_table
+            .entry("parameters")
+            .or_insert(Item::Table(Table::new()));
+        parameters
+            .as_table()
+            .cloned()
+            .ok_or_else(|| parse_error(format!("[{env}.{command}.parameters] is not a table")))
+    };
+    let mut global = section("global")?;
+    let mut local = section(COMMAND_SECTION)?;
+    global.insert("region", value(region));
+    for (key, v) in values {
+        if global.get(key).map(|g| g.to_string().trim().to_string())
+            == Some(toml_value(v).to_string().trim().to_string())
+        {
+            local.remove(key);
+            continue;
+        }
+        local.insert(key, Item::Value(toml_value(v)));
+    }
+    doc[env]["global"]["parameters"] = Item::Table(global);
+    doc[env][COMMAND_SECTION]["parameters"] = Item::Table(local);
+    fs_err::write(path, doc.to_string()).map_err(|e| parse_error(e.to_string()))?;
+    Ok(())
+}
+
+fn toml_value(v: &Value) -> toml_edit::Value {
+    match v {
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
+        Value::Number(n) => n.as_f64().unwrap_or_default().into(),
+        Value::Array(items) => {
+            let mut array = toml_edit::Array::new();
+            for item in items {
+                array.push(toml_value(item));
+            }
+            toml_edit::Value::Array(array)
+        }
+        Value::String(s) => s.as_str().into(),
+        other => other.to_string().into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +254,35 @@ mod tests {
             load(&json, "default"),
             Err(ConfigError::Extension(_))
         ));
+    }
+
+    #[test]
+    fn test_samconfig_save_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samconfig.toml");
+        fs_err::write(
+            &path,
+            "# my settings\nversion = 0.1\n[default.deploy.parameters]\nstack_name = \"app\"\n",
+        )
+        .unwrap();
+        let mut values = IndexMap::new();
+        values.insert(
+            "parameter_overrides".to_string(),
+            Value::String("A=1 B=2".into()),
+        );
+        values.insert("debug_port".to_string(), serde_json::json!([5858]));
+        values.insert("skip_pull_image".to_string(), Value::Bool(true));
+        save(&path, "default", &values, "eu-west-1").unwrap();
+        let text = fs_err::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my settings"), "{text}");
+        assert!(text.contains("stack_name = \"app\""), "{text}");
+        let config = load(&path, "default").unwrap();
+        assert_eq!(config.values["parameter_overrides"], "A=1 B=2");
+        assert_eq!(config.values["debug_port"], serde_json::json!([5858]));
+        assert_eq!(config.values["skip_pull_image"], true);
+        assert_eq!(config.values["region"], "eu-west-1");
+        let yaml = dir.path().join("samconfig.yaml");
+        assert!(save(&yaml, "default", &values, "x").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches};
+use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::{Cli, Command, InvokeArgs, LocalCommand};
@@ -35,6 +36,10 @@ pub struct ParsedInvoke {
     pub template_from_cli: bool,
     /// Whether `--docker-network` was given on the command line (not by env or samconfig).
     pub docker_network_from_cli: bool,
+    /// The options given on the command line, as samconfig values (for `--save-params`).
+    pub cli_values: IndexMap<String, Value>,
+    /// Where samconfig files are looked for (and `--save-params` writes).
+    pub config_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,7 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
         invoke_matches.value_source("parameter_overrides") == Some(ValueSource::CommandLine);
     let docker_network_from_cli =
         invoke_matches.value_source("docker_network") == Some(ValueSource::CommandLine);
+    let cli_values = command_line_values(invoke_matches);
 
     let injected = injected_arguments(&config, invoke_matches);
     if injected.is_empty() {
@@ -77,6 +83,8 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
             parameter_overrides_from_cli,
             template_from_cli,
             docker_network_from_cli,
+            cli_values,
+            config_dir: config_dir.clone(),
         });
     }
     let with = |extra: &[OsString]| {
@@ -98,6 +106,8 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
                 parameter_overrides_from_cli,
                 template_from_cli,
                 docker_network_from_cli,
+                cli_values,
+                config_dir,
             })
         }
         Err(err) => {
@@ -200,6 +210,46 @@ fn injected_arguments(config: &SamConfig, matches: &ArgMatches) -> Vec<(String, 
         }
     }
     injected
+}
+
+/// Options that `--save-params` never writes (SAM's list, plus lamina's run-only `--dry-run`).
+const NOT_SAVED: [&str; 5] = [
+    "save_params",
+    "config_file",
+    "config_env",
+    "function_identifier",
+    "dry_run",
+];
+
+/// The options that came from the command line, as samconfig would hold them.
+fn command_line_values(matches: &ArgMatches) -> IndexMap<String, Value> {
+    let command = InvokeArgs::augment_args(clap::Command::new("invoke"));
+    let mut values = IndexMap::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if NOT_SAVED.contains(&id) || matches.value_source(id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let raw: Vec<String> = matches
+            .get_raw(id)
+            .map(|r| r.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let value = match arg.get_action() {
+            ArgAction::SetTrue => Value::Bool(true),
+            _ if id == "parameter_overrides" => Value::String(raw.join(" ")),
+            ArgAction::Append => Value::Array(
+                raw.into_iter()
+                    .map(|v| {
+                        v.parse::<i64>()
+                            .map_or(Value::String(v), |n| Value::Number(n.into()))
+                    })
+                    .collect(),
+            ),
+            _ => Value::String(raw.into_iter().next().unwrap_or_default()),
+        };
+        values.insert(id.to_string(), value);
+    }
+    values
 }
 
 fn truthy(value: &Value) -> bool {

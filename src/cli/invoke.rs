@@ -40,6 +40,11 @@ pub fn run(
         }
         Err(ParseError::Config(err)) => return fail(&err.to_string()),
     };
+    if parsed.args.save_params
+        && let Err(err) = save_params(&parsed, env)
+    {
+        return fail(&err.to_string());
+    }
     let mut ctx = Context { cwd, env, stdin };
     let plan = match plan::build(&parsed, &mut ctx) {
         Ok(plan) => plan,
@@ -62,6 +67,32 @@ pub fn run(
         "running functions is not implemented yet: the sandbox is being built (see README, Status). \
          Use --dry-run to see what would run",
     )
+}
+
+/// `--save-params`: the command line's options into the samconfig file (SAM §10.4).
+fn save_params(
+    parsed: &config::ParsedInvoke,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), crate::samconfig::ConfigError> {
+    let args = &parsed.args;
+    let name = args
+        .config_file
+        .clone()
+        .unwrap_or_else(|| crate::samconfig::DEFAULT_NAMES[0].into());
+    let path = parsed.config_dir.join(&name);
+    let region = args
+        .region
+        .clone()
+        .or_else(|| env(crate::env_vars::AWS_DEFAULT_REGION))
+        .unwrap_or_else(|| crate::template::intrinsics::DEFAULT_REGION.to_string());
+    crate::samconfig::save(&path, &args.config_env, &parsed.cli_values, &region)?;
+    tracing::info!(
+        "Saved parameters to config file '{}' under environment '{}': {}",
+        name.display(),
+        args.config_env,
+        serde_json::to_string(&parsed.cli_values).unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn plan_failure(err: &PlanError) -> u8 {

@@ -146,3 +146,42 @@ fn test_samconfig_bad_files() {
         .invoke(&["--dry-run"])
         .fails(2, &["oops is not a valid format"]);
 }
+
+#[test]
+fn test_samconfig_save_params_round_trip() {
+    let project = Project::fixture("hello-python");
+    let out = project
+        .invoke(&[
+            "HelloWorldFunction",
+            "--save-params",
+            "--dry-run",
+            "--parameter-overrides",
+            "TableName=saved Stage=prod",
+            "--skip-pull-image",
+            "-d",
+            "5858",
+            "--region",
+            "eu-north-1",
+        ])
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "Saved parameters to config file 'samconfig.toml' under environment 'default'"
+        ),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(project.path().join("samconfig.toml")).unwrap();
+    assert!(
+        !text.contains("dry_run") && !text.contains("save_params"),
+        "{text}"
+    );
+    // The saved values now apply without the options.
+    let plan = project.dry_run(&["HelloWorldFunction"]);
+    assert_eq!(env_var(&plan, "TABLE"), Some("saved"));
+    assert_eq!(plan["memory_size"], 1024, "Stage=prod came back");
+    assert_eq!(plan["skip_pull_image"], true);
+    assert_eq!(plan["debug"]["ports"][0], 5858);
+    assert_eq!(env_var(&plan, "AWS_REGION"), Some("eu-north-1"));
+}
