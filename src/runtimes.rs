@@ -8,11 +8,13 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 /// An instruction-set architecture of a Lambda function (`Architectures` in the template).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 pub enum Architecture {
     #[serde(rename = "x86_64")]
+    #[value(name = "x86_64")]
     X86_64,
     #[serde(rename = "arm64")]
+    #[value(name = "arm64")]
     Arm64,
 }
 

@@ -136,7 +136,12 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
 
 fn invoke_of(matches: &ArgMatches) -> Result<(InvokeArgs, &ArgMatches), clap::Error> {
     let cli = Cli::from_arg_matches(matches)?;
-    let Command::Local(LocalCommand::Invoke(args)) = cli.command;
+    let Command::Local(LocalCommand::Invoke(args)) = cli.command else {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            "expected `lamina local invoke`\n",
+        ));
+    };
     let invoke = matches
         .subcommand_matches("local")
         .and_then(|m| m.subcommand_matches("invoke"))

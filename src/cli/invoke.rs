@@ -18,6 +18,9 @@ pub fn main(argv: Vec<OsString>) -> u8 {
         Ok(cwd) => cwd,
         Err(err) => return fail(&format!("cannot read the current directory: {err}")),
     };
+    if argv.get(1).is_some_and(|a| a == "image") {
+        return super::image::run(argv, &env);
+    }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     run(argv, cwd, &env, &mut stdin, &mut stdout)
@@ -107,7 +110,7 @@ fn plan_failure(err: &PlanError) -> u8 {
 }
 
 /// Prints the one-line `Error: ...` and returns the lamina-error exit code.
-fn fail(message: &str) -> u8 {
+pub(crate) fn fail(message: &str) -> u8 {
     eprintln!("Error: {}", one_line(message));
     exit::LAMINA_ERROR
 }

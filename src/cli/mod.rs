@@ -6,7 +6,9 @@
 //! `--emulator` and `--dry-run`.
 
 pub mod config;
+pub mod image;
 pub mod invoke;
+pub mod output;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +36,68 @@ pub enum Command {
     /// Run functions locally (like `sam local`).
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Manage the cache of Lambda runtime images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image (or a runtime's base image) into the cache, checking the registry now.
+    Pull {
+        /// An image reference (`public.ecr.aws/lambda/python:3.12`) or a runtime (`python3.12`).
+        #[arg(value_name = "REF|RUNTIME")]
+        reference: String,
+        /// The platform to pull from a multi-arch image.
+        #[arg(long, value_enum, default_value = "x86_64")]
+        arch: crate::runtimes::Architecture,
+    },
+    /// List cached images: reference, platform, digest, size, last used.
+    Ls {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an image (every platform of it) from the cache.
+    Rm {
+        #[arg(value_name = "REF|RUNTIME")]
+        reference: String,
+    },
+    /// Remove images by age or to fit a size budget, and anything nothing refers to.
+    Prune {
+        /// Remove images not used for this many days.
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<f64>,
+        /// Remove least recently used images until the cache is at most this big (e.g. 5G, 800M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+}
+
+/// `800M`, `5G`, `1.5G`, `4096` (bytes).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let factor: f64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("B")
+        .trim_end_matches('I')
+    {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("`{text}` is not a size like 800M or 5G")),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 800M or 5G"))?;
+    Ok((value * factor) as u64)
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,152 @@
+//! `lamina image pull|ls|rm|prune`.
+#![allow(clippy::print_stdout)] // this module is the `lamina image` command-line output
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use super::output::{ProgressReporter, human_age, human_size, short_digest};
+use super::{Cli, Command, ImageCommand};
+use crate::exit;
+use crate::image::pull::PullContext;
+use crate::image::{Cache, Freshness, ImageError, ImageRef, Mirrors, Settings, ensure};
+use crate::{paths, runtimes};
+
+pub fn run(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> u8 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
+        }
+    };
+    let Command::Image(command) = cli.command else {
+        return super::invoke::fail("expected `lamina image ...`");
+    };
+    match execute(command, env) {
+        Ok(()) => exit::SUCCESS,
+        Err(err) => super::invoke::fail(&err.to_string()),
+    }
+}
+
+/// A reference, or a runtime name standing for its base image.
+fn image_ref(text: &str) -> Result<ImageRef, ImageError> {
+    match runtimes::find(text) {
+        Some(runtime) => ImageRef::parse(&runtime.image),
+        None => ImageRef::parse(text),
+    }
+}
+
+fn execute(command: ImageCommand, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ImageError> {
+    let cache = Cache::open(&paths::cache_root(env))?;
+    match command {
+        ImageCommand::Pull { reference, arch } => {
+            let image = image_ref(&reference)?;
+            let settings = Settings::load(env)?;
+            let mirrors = Mirrors::load(env, &settings)?;
+            let reporter = ProgressReporter::new();
+            let ctx = PullContext {
+                cache: &cache,
+                mirrors: &mirrors,
+                refresh: PullContext::refresh_interval(env, &settings),
+                env,
+                reporter: &reporter,
+            };
+            let pulled = ensure(&ctx, &image, arch, Freshness::CheckNow { strict: true })?;
+            println!(
+                "{} {} {} {}",
+                pulled.reference,
+                pulled.meta.platform,
+                pulled.meta.manifest_digest,
+                human_size(pulled.meta.size)
+            );
+        }
+        ImageCommand::Ls { json } => {
+            let rows = cache.list();
+            if json {
+                for row in rows {
+                    println!("{}", serde_json::to_string(&row).expect("serialisable"));
+                }
+            } else {
+                println!(
+                    "{:<50} {:<12} {:<14} {:>10}  LAST USED",
+                    "REFERENCE", "PLATFORM", "DIGEST", "SIZE"
+                );
+                for row in rows {
+                    println!(
+                        "{:<50} {:<12} {:<14} {:>10}  {}",
+                        row.reference,
+                        row.platform,
+                        short_digest(&row.manifest_digest),
+                        human_size(row.size),
+                        human_age(crate::image::cache::now().saturating_sub(row.last_used))
+                    );
+                }
+            }
+        }
+        ImageCommand::Rm { reference } => {
+            let image = image_ref(&reference)?;
+            let canonical = image.canonical();
+            let removed = cache.remove_refs(&|row| row.reference == canonical)?;
+            if removed.is_empty() {
+                return Err(ImageError::Cache {
+                    path: cache.root().to_path_buf(),
+                    message: format!("`{canonical}` is not in the cache (see `lamina image ls`)"),
+                });
+            }
+            for row in removed {
+                println!("removed {} {}", row.reference, row.platform);
+            }
+        }
+        ImageCommand::Prune {
+            older_than,
+            max_size,
+        } => {
+            let now = crate::image::cache::now();
+            let mut rows = cache.list();
+            let mut doomed: Vec<(String, String)> = Vec::new();
+            if let Some(days) = older_than {
+                let limit = (days * 86400.0) as u64;
+                doomed.extend(
+                    rows.iter()
+                        .filter(|r| now.saturating_sub(r.last_used) > limit)
+                        .map(|r| (r.reference.clone(), r.platform.clone())),
+                );
+            }
+            if let Some(budget) = max_size {
+                rows.retain(|r| !doomed.contains(&(r.reference.clone(), r.platform.clone())));
+                rows.sort_by_key(|r| r.last_used);
+                // Images shared by several references count once.
+                let mut total: u64 = unique_size(&rows);
+                for row in &rows {
+                    if total <= budget {
+                        break;
+                    }
+                    doomed.push((row.reference.clone(), row.platform.clone()));
+                    let remaining: Vec<_> = rows
+                        .iter()
+                        .filter(|r| !doomed.contains(&(r.reference.clone(), r.platform.clone())))
+                        .cloned()
+                        .collect();
+                    total = unique_size(&remaining);
+                }
+            }
+            let removed = cache.remove_refs(&|row| {
+                doomed.contains(&(row.reference.clone(), row.platform.clone()))
+            })?;
+            for row in &removed {
+                println!("removed {} {}", row.reference, row.platform);
+            }
+            eprintln!("{} image(s) removed", removed.len());
+        }
+    }
+    Ok(())
+}
+
+fn unique_size(rows: &[crate::image::cache::Listed]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .filter(|r| seen.insert(r.manifest_digest.clone()))
+        .map(|r| r.size)
+        .sum()
+}
