@@ -165,7 +165,18 @@ async fn pull(
         return Ok(found);
     }
     fetch_blobs(ctx, &registry, &resolved).await?;
-    let found = tokio::task::block_in_place(|| unpack(ctx.cache, &canonical, arch, &resolved))?;
+    let found = match tokio::task::block_in_place(|| unpack(ctx.cache, &canonical, arch, &resolved))
+    {
+        // A cached blob went bad on disk: it was deleted; fetch it again once.
+        Err(ImageError::Digest { digest, .. }) => {
+            ctx.reporter.message(&format!(
+                "cached blob {digest} was corrupted; downloading it again"
+            ));
+            fetch_blobs(ctx, &registry, &resolved).await?;
+            tokio::task::block_in_place(|| unpack(ctx.cache, &canonical, arch, &resolved))?
+        }
+        other => other?,
+    };
     ctx.cache.write_ref(image, arch, &entry)?;
     Ok(found)
 }

@@ -226,22 +226,24 @@ impl Registry {
 /// Adds the likely cause to a registry error.
 fn explain(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
-    let hint = if lower.contains("connection refused")
-        || lower.contains("dns error")
-        || lower.contains("timed out")
-    {
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let hint = if has(&[
+        "connection refused",
+        "dns error",
+        "timed out",
+        "error sending request",
+    ]) {
         "; the registry is unreachable (hint: --skip-pull-image runs a cached image without asking the registry; LAMINA_REGISTRY_MIRROR points a registry elsewhere)"
-    } else if lower.contains("not authorized")
-        || lower.contains("401")
-        || lower.contains("403")
-        || lower.contains("denied")
-    {
+    } else if has(&["not authorized", "401", "403", "denied"]) {
         "; access denied (hint: credentials come from ~/.docker/config.json)"
-    } else if lower.contains("manifest_unknown")
-        || lower.contains("name_unknown")
-        || lower.contains("not found")
-        || lower.contains("404")
-    {
+    } else if has(&[
+        "manifest_unknown",
+        "manifest unknown",
+        "name_unknown",
+        "name unknown",
+        "not found",
+        "404",
+    ]) {
         "; no such repository or tag"
     } else {
         ""

@@ -4,6 +4,7 @@ mod bad_input;
 mod cli;
 mod environment;
 mod events;
+mod images;
 mod samconfig;
 mod templates;
 mod util;

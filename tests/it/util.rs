@@ -222,3 +222,45 @@ pub fn env_of(plan: &Value) -> Vec<(String, String)> {
 pub fn env_var<'a>(plan: &'a Value, name: &str) -> Option<&'a str> {
     plan["environment"].get(name).and_then(Value::as_str)
 }
+
+/// Whether tests that need privileges or services must run (CI) instead of skipping.
+pub fn must_work() -> bool {
+    std::env::var("LAMINA_TEST_MUST_WORK").is_ok_and(|v| v == "1")
+}
+
+/// Skips the calling test (returns `None`) with a printed reason, or fails it under
+/// `LAMINA_TEST_MUST_WORK=1`.
+pub fn skip<T>(reason: &str) -> Option<T> {
+    if must_work() {
+        panic!("LAMINA_TEST_MUST_WORK=1 but {reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
+
+/// The local test registry holding `scripts/build-test-images` output (`LAMINA_TEST_REGISTRY`,
+/// e.g. `127.0.0.1:5000`, set by `.ci/run` after `scripts/registry start && scripts/registry push-all`).
+pub fn registry() -> Option<String> {
+    use std::io::{Read, Write};
+    let Ok(address) = std::env::var("LAMINA_TEST_REGISTRY") else {
+        return skip(
+            "LAMINA_TEST_REGISTRY is not set (run scripts/registry start && scripts/registry push-all)",
+        );
+    };
+    let answered = std::net::TcpStream::connect(&address)
+        .ok()
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .ok()?;
+            write!(s, "GET /v2/ HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).ok()?;
+            (reply.starts_with("HTTP/1.") && reply.get(9..12) == Some("200")).then_some(())
+        });
+    match answered {
+        Some(()) => Some(address),
+        None => skip(&format!(
+            "the test registry at {address} does not answer /v2/"
+        )),
+    }
+}

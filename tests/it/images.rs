@@ -1,0 +1,490 @@
+//! Image pulls against a real registry (Debian's docker-registry on 127.0.0.1, see
+//! `scripts/registry`) holding the images `scripts/build-test-images` makes.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use lamina::image::pull::PullContext;
+use lamina::image::{Cache, Freshness, ImageError, ImageRef, Mirrors, QuietReporter, ensure};
+use lamina::runtimes::Architecture;
+
+use crate::util::{Project, Run, registry};
+
+/// A `lamina image ...` run with its own cache, production names mirrored to the test registry.
+fn image_cmd(project: &Project, registry: &str, args: &[&str]) -> Run {
+    Run::new(project.path()).arg("image").args(args).env(
+        "LAMINA_REGISTRY_MIRROR",
+        &format!("public.ecr.aws=http://{registry}"),
+    )
+}
+
+fn rootfs_of(cache: &Path, digest: &str) -> PathBuf {
+    cache
+        .join("rootfs-v1")
+        .join(digest.trim_start_matches("sha256:"))
+        .join("rootfs")
+}
+
+fn cache_dir(project: &Project) -> PathBuf {
+    project.path().join(".test-home/cache")
+}
+
+#[test]
+fn test_images_pull_python_through_a_mirror() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let out = image_cmd(&project, &registry, &["pull", "python3.12"]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(
+        fields[0], "public.ecr.aws/lambda/python:3.12",
+        "cached under the production name"
+    );
+    assert_eq!(fields[1], "linux/amd64");
+    let rootfs = rootfs_of(&cache_dir(&project), fields[2]);
+    for path in [
+        "lambda-entrypoint.sh",
+        "var/runtime/bootstrap",
+        "usr/local/bin/aws-lambda-rie",
+        "var/task",
+    ] {
+        assert!(
+            rootfs.join(path).exists(),
+            "{path} missing in {}",
+            rootfs.display()
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rootfs.parent().unwrap().join("meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        meta["run_config"]["entrypoint"],
+        serde_json::json!(["/lambda-entrypoint.sh"])
+    );
+    assert_eq!(meta["run_config"]["working_dir"], "/var/task");
+    assert!(
+        meta["run_config"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "LAMBDA_TASK_ROOT=/var/task")
+    );
+
+    let ls = image_cmd(&project, &registry, &["ls"]).output();
+    assert_eq!(ls.code, 0);
+    assert!(
+        ls.stdout.contains("public.ecr.aws/lambda/python:3.12")
+            && ls.stdout.contains("linux/amd64"),
+        "{}",
+        ls.stdout
+    );
+    let json = image_cmd(&project, &registry, &["ls", "--json"]).output();
+    let row: serde_json::Value = serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
+    assert!(row["size"].as_u64().unwrap() > 10_000_000, "{row}");
+
+    // The same image by its full name is the same cache entry; nothing is unpacked twice.
+    let again = image_cmd(
+        &project,
+        &registry,
+        &["pull", "public.ecr.aws/lambda/python:3.12"],
+    )
+    .output();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("rootfs-v1"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "no staging left"
+    );
+
+    let rm = image_cmd(&project, &registry, &["rm", "python3.12"]).output();
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("rootfs-v1"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("blobs-v1/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    image_cmd(&project, &registry, &["rm", "python3.12"]).fails(1, &["not in the cache"]);
+}
+
+#[test]
+fn test_images_traps_unpack_like_a_container_runtime() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let out = image_cmd(
+        &project,
+        &registry,
+        &["pull", &format!("{registry}/lamina-test/traps:1")],
+    )
+    .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+    let root = rootfs_of(&cache_dir(&project), &digest);
+    let mode = |p: &str| {
+        std::fs::symlink_metadata(root.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let inode = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
+    let link = |p: &str| std::fs::read_link(root.join(p)).unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let exists = |p: &str| std::fs::symlink_metadata(root.join(p)).is_ok();
+
+    assert_eq!(mode("bin/suid"), 0o4755, "setuid survives");
+    assert_eq!(mode("bin/sgid"), 0o2755);
+    assert_eq!(mode("ro-dir"), 0o555, "read-only dir mode applied last");
+    assert_eq!(mode("ro-dir/file"), 0o444);
+    assert_eq!(mode("sticky"), 0o1777);
+    assert_eq!(
+        xattr::get(root.join("xattr-file"), "user.test")
+            .unwrap()
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(
+        link("abs-link"),
+        Path::new("/etc/passwd"),
+        "absolute symlinks are kept, not followed"
+    );
+    assert_eq!(link("rel-link"), Path::new("bin/suid"));
+    assert_eq!(link("dangling-link"), Path::new("/nonexistent/target"));
+    assert_eq!(inode("hl-src"), inode("hl-dst"), "hardlink");
+    assert_eq!(
+        inode("hl-layer2"),
+        inode("only-in-layer1"),
+        "hardlink to a lower layer"
+    );
+    assert_eq!(read("hl-layer2").trim_end(), "layer 1 data");
+    assert!(exists("whiteout-dir/kept"));
+    assert!(!exists("gone-dir"), ".wh.gone-dir removed it");
+    for dir in ["opaque-dir", "opaque-late"] {
+        let names: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["new"],
+            "{dir}: lower contents gone, this layer's kept"
+        );
+    }
+    assert_eq!(read("replaced").trim_end(), "v2");
+    assert!(
+        root.join("file-then-dir/inner").exists(),
+        "a file replaced by a directory"
+    );
+    let whiteouts = walk(&root)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".wh."))
+        .count();
+    assert_eq!(whiteouts, 0, "no whiteout files in the rootfs");
+    // Running as root, owners are kept.
+    if unsafe { libc::geteuid() } == 0 {
+        let meta = std::fs::metadata(root.join("owned")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (1000, 1000, 0o640)
+        );
+    }
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn test_images_escapes_are_rejected_and_leave_nothing() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    for (name, path) in [
+        ("escape-dotdot", "../../evil"),
+        ("escape-absolute", "/evil"),
+        ("escape-symlink", "dir/evil"),
+        ("escape-hardlink", "link"),
+    ] {
+        let reference = format!("{registry}/lamina-test/{name}:1");
+        let out = image_cmd(&project, &registry, &["pull", &reference]).fails(
+            1,
+            &[&reference, "layer sha256:", path, "outside the image root"],
+        );
+        assert!(out.stderr.contains(path));
+        let cache = cache_dir(&project);
+        assert_eq!(
+            std::fs::read_dir(cache.join("rootfs-v1")).unwrap().count(),
+            0,
+            "{name}: no image entry"
+        );
+        assert_eq!(
+            std::fs::read_dir(cache.join("tmp")).unwrap().count(),
+            0,
+            "{name}: no staging left"
+        );
+        assert!(!Path::new("/evil").exists() && !Path::new("/tmp/evil").exists());
+    }
+}
+
+#[test]
+fn test_images_platforms() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let reference = format!("{registry}/lamina-test/multiarch:1");
+    for arch in ["x86_64", "arm64"] {
+        let out = image_cmd(&project, &registry, &["pull", &reference, "--arch", arch]).output();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+        let marker =
+            std::fs::read_to_string(rootfs_of(&cache_dir(&project), &digest).join("arch")).unwrap();
+        assert_eq!(
+            marker.trim(),
+            if arch == "x86_64" { "amd64" } else { "arm64" }
+        );
+    }
+    // A single-platform image asked for another platform names what it has.
+    image_cmd(
+        &project,
+        &registry,
+        &["pull", "python3.12", "--arch", "arm64"],
+    )
+    .fails(
+        1,
+        &[
+            "public.ecr.aws/lambda/python:3.12",
+            "has no image for linux/arm64",
+            "linux/amd64",
+        ],
+    );
+}
+
+#[test]
+fn test_images_registry_errors() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    image_cmd(
+        &project,
+        &registry,
+        &["pull", &format!("{registry}/lamina-test/no-such-repo:1")],
+    )
+    .fails(
+        1,
+        &["lamina-test/no-such-repo:1", "no such repository or tag"],
+    );
+    image_cmd(
+        &project,
+        &registry,
+        &["pull", &format!("{registry}/lambda/python:0.0")],
+    )
+    .fails(1, &["lambda/python:0.0", "no such repository or tag"]);
+    // Nothing listens on port 9 of loopback.
+    Run::new(project.path())
+        .args(["image", "pull", "python3.12"])
+        .env(
+            "LAMINA_REGISTRY_MIRROR",
+            "public.ecr.aws=http://127.0.0.1:9",
+        )
+        .fails(1, &["http://127.0.0.1:9", "unreachable"]);
+    Run::new(project.path())
+        .args(["image", "pull", "python3.12"])
+        .env("LAMINA_REGISTRY_MIRROR", "public.ecr.aws")
+        .fails(1, &["LAMINA_REGISTRY_MIRROR", "REGISTRY=URL"]);
+    image_cmd(&project, &registry, &["pull", "Not A Reference"])
+        .fails(1, &["invalid image reference"]);
+}
+
+/// A TCP listener on loopback that counts connections: proof that a warm path asks nobody.
+struct CountingListener {
+    address: String,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingListener {
+    fn start() -> CountingListener {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        CountingListener { address, count }
+    }
+
+    fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn pull_with(
+    cache: &Cache,
+    mirror: &str,
+    freshness: Freshness,
+    refresh_hours: f64,
+) -> Result<lamina::image::CachedImage, ImageError> {
+    let mirrors = Mirrors::parse(&format!("public.ecr.aws=http://{mirror}")).unwrap();
+    let env = |_: &str| None;
+    let ctx = PullContext {
+        cache,
+        mirrors: &mirrors,
+        refresh: std::time::Duration::from_secs_f64(refresh_hours * 3600.0),
+        env: &env,
+        reporter: &QuietReporter,
+    };
+    ensure(
+        &ctx,
+        &ImageRef::parse("public.ecr.aws/lambda/python:3.12").unwrap(),
+        Architecture::X86_64,
+        freshness,
+    )
+}
+
+#[test]
+fn test_images_freshness_policy() {
+    let Some(registry) = registry() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let silent = CountingListener::start();
+
+    // --skip-pull-image with nothing cached: a clear error, and no request.
+    let err = pull_with(&cache, &silent.address, Freshness::Offline, 24.0).unwrap_err();
+    assert!(matches!(err, ImageError::NotCached { .. }), "{err}");
+    assert!(err.to_string().contains("--skip-pull-image"));
+
+    let first = pull_with(&cache, &registry, Freshness::Default, 24.0).unwrap();
+
+    // Warm: within the refresh interval nobody is asked, and it is fast.
+    let started = std::time::Instant::now();
+    let warm = pull_with(&cache, &silent.address, Freshness::Default, 24.0).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(warm.meta.manifest_digest, first.meta.manifest_digest);
+    assert_eq!(
+        silent.connections(),
+        0,
+        "a warm resolve made a network request"
+    );
+    eprintln!("warm resolve took {elapsed:?}");
+    let offline = pull_with(&cache, &silent.address, Freshness::Offline, 0.0).unwrap();
+    assert_eq!(offline.meta.manifest_digest, first.meta.manifest_digest);
+    assert_eq!(
+        silent.connections(),
+        0,
+        "--skip-pull-image made a network request"
+    );
+
+    // Stale: the registry is asked (HEAD) and the same digest keeps the image.
+    let checked = pull_with(&cache, &registry, Freshness::Default, 0.0).unwrap();
+    assert_eq!(checked.meta.manifest_digest, first.meta.manifest_digest);
+    // Stale but the registry is down: the cached image is used.
+    let dead = "127.0.0.1:9";
+    assert!(pull_with(&cache, dead, Freshness::Default, 0.0).is_ok());
+    assert!(pull_with(&cache, dead, Freshness::CheckNow { strict: false }, 24.0).is_ok());
+    // `lamina image pull` insists on asking.
+    let err = pull_with(&cache, dead, Freshness::CheckNow { strict: true }, 24.0).unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+#[test]
+fn test_images_corrupted_cache_is_repaired() {
+    let Some(registry) = registry() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let image = pull_with(&cache, &registry, Freshness::Default, 24.0).unwrap();
+    // A blob rots on disk and the unpacked image is lost: the next pull notices and fetches again.
+    let blob = cache.blob_path(&image.meta.layers[0]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    lamina::image::layer::remove_tree(&image.dir).unwrap();
+    let repaired = pull_with(&cache, &registry, Freshness::Default, 24.0).unwrap();
+    assert_eq!(repaired.meta.manifest_digest, image.meta.manifest_digest);
+    assert!(repaired.rootfs.join("lambda-entrypoint.sh").exists());
+}
+
+#[test]
+fn test_images_concurrent_pulls_share_the_work() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            let registry = registry.clone();
+            let path = project.path().to_path_buf();
+            std::thread::spawn(move || {
+                Run::new(&path)
+                    .args(["image", "pull", "python3.12"])
+                    .env(
+                        "LAMINA_REGISTRY_MIRROR",
+                        &format!("public.ecr.aws=http://{registry}"),
+                    )
+                    .output()
+            })
+        })
+        .collect();
+    for child in children {
+        let out = child.join().unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("rootfs-v1"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(cache_dir(&project).join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn test_images_prune() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    for reference in ["python3.12", "provided.al2023"] {
+        let out = image_cmd(&project, &registry, &["pull", reference]).output();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    // Nothing is older than a day.
+    let out = image_cmd(&project, &registry, &["prune", "--older-than", "1"]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    // A budget below the python image but above provided keeps the most recently used one.
+    let out = image_cmd(&project, &registry, &["prune", "--max-size", "20M"]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ls = image_cmd(&project, &registry, &["ls"]).output().stdout;
+    assert!(
+        ls.contains("provided:al2023") && !ls.contains("python:3.12"),
+        "{ls}"
+    );
+    image_cmd(&project, &registry, &["prune", "--max-size", "lots"]).fails(2, &["lots"]);
+}
