@@ -37,28 +37,66 @@ fn image_ref(text: &str) -> Result<ImageRef, ImageError> {
     }
 }
 
+/// Gets an image into the cache with the user's mirrors, refresh interval and progress bars.
+fn fetch(
+    cache: &Cache,
+    env: &dyn Fn(&str) -> Option<String>,
+    reference: &str,
+    arch: runtimes::Architecture,
+    freshness: Freshness,
+) -> Result<crate::image::CachedImage, ImageError> {
+    let image = image_ref(reference)?;
+    let settings = Settings::load(env)?;
+    let mirrors = Mirrors::load(env, &settings)?;
+    let reporter = ProgressReporter::new();
+    let ctx = PullContext {
+        cache,
+        mirrors: &mirrors,
+        refresh: PullContext::refresh_interval(env, &settings),
+        env,
+        reporter: &reporter,
+    };
+    ensure(&ctx, &image, arch, freshness)
+}
+
 fn execute(command: ImageCommand, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ImageError> {
     let cache = Cache::open(&paths::cache_root(env))?;
     match command {
         ImageCommand::Pull { reference, arch } => {
-            let image = image_ref(&reference)?;
-            let settings = Settings::load(env)?;
-            let mirrors = Mirrors::load(env, &settings)?;
-            let reporter = ProgressReporter::new();
-            let ctx = PullContext {
-                cache: &cache,
-                mirrors: &mirrors,
-                refresh: PullContext::refresh_interval(env, &settings),
+            let pulled = fetch(
+                &cache,
                 env,
-                reporter: &reporter,
-            };
-            let pulled = ensure(&ctx, &image, arch, Freshness::CheckNow { strict: true })?;
+                &reference,
+                arch,
+                Freshness::CheckNow { strict: true },
+            )?;
             println!(
                 "{} {} {} {}",
                 pulled.reference,
                 pulled.meta.platform,
                 pulled.meta.manifest_digest,
                 human_size(pulled.meta.size)
+            );
+        }
+        ImageCommand::Inspect {
+            reference,
+            arch,
+            skip_pull_image,
+        } => {
+            let freshness = if skip_pull_image {
+                Freshness::Offline
+            } else {
+                Freshness::Default
+            };
+            let found = fetch(&cache, env, &reference, arch, freshness)?;
+            let report = serde_json::json!({
+                "reference": found.reference,
+                "rootfs": found.rootfs,
+                "meta": found.meta,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("serialisable")
             );
         }
         ImageCommand::Ls { json } => {

@@ -52,6 +52,16 @@ pub enum ImageCommand {
         #[arg(long, value_enum, default_value = "x86_64")]
         arch: crate::runtimes::Architecture,
     },
+    /// Show the cached image as an invoke would use it (JSON), pulling it first only when needed.
+    Inspect {
+        #[arg(value_name = "REF|RUNTIME")]
+        reference: String,
+        #[arg(long, value_enum, default_value = "x86_64")]
+        arch: crate::runtimes::Architecture,
+        /// Never contact the registry (like `local invoke --skip-pull-image`).
+        #[arg(long)]
+        skip_pull_image: bool,
+    },
     /// List cached images: reference, platform, digest, size, last used.
     Ls {
         /// One JSON object per line instead of a table.

@@ -104,6 +104,20 @@ fn test_images_pull_python_through_a_mirror() {
         "no staging left"
     );
 
+    // `inspect` is what an invoke does: the cached image, without asking the registry.
+    let inspect = Run::new(project.path())
+        .args(["image", "inspect", "python3.12", "--skip-pull-image"])
+        .success_json();
+    assert_eq!(inspect["rootfs"], rootfs.to_str().unwrap());
+    assert_eq!(
+        inspect["meta"]["unpacked_as"],
+        if unsafe { libc::geteuid() } == 0 {
+            "root"
+        } else {
+            "unprivileged"
+        }
+    );
+
     let rm = image_cmd(&project, &registry, &["rm", "python3.12"]).output();
     assert_eq!(rm.code, 0, "{}", rm.stderr);
     assert_eq!(
@@ -119,6 +133,16 @@ fn test_images_pull_python_through_a_mirror() {
         0
     );
     image_cmd(&project, &registry, &["rm", "python3.12"]).fails(1, &["not in the cache"]);
+    Run::new(project.path())
+        .args(["image", "inspect", "python3.12", "--skip-pull-image"])
+        .fails(
+            1,
+            &[
+                "public.ecr.aws/lambda/python:3.12",
+                "not in the image cache",
+                "--skip-pull-image",
+            ],
+        );
 }
 
 #[test]
@@ -473,6 +497,8 @@ fn test_images_prune() {
     for reference in ["python3.12", "provided.al2023"] {
         let out = image_cmd(&project, &registry, &["pull", reference]).output();
         assert_eq!(out.code, 0, "{}", out.stderr);
+        // Last use is kept in whole seconds: make the order unambiguous.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     // Nothing is older than a day.
     let out = image_cmd(&project, &registry, &["prune", "--older-than", "1"]).output();
@@ -487,4 +513,61 @@ fn test_images_prune() {
         "{ls}"
     );
     image_cmd(&project, &registry, &["prune", "--max-size", "lots"]).fails(2, &["lots"]);
+}
+
+#[test]
+fn test_images_docker_v2_manifest_digest_reference_and_config_mirror() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    // Docker v2 schema 2 manifest with Docker layer media types.
+    let out = image_cmd(
+        &project,
+        &registry,
+        &["pull", &format!("{registry}/lamina-test/provided-v2s2:1")],
+    )
+    .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+    assert!(
+        rootfs_of(&cache_dir(&project), &digest)
+            .join("bin/busybox")
+            .exists()
+    );
+    // The same image pinned by digest.
+    let pinned = format!("{registry}/lamina-test/provided-v2s2@{digest}");
+    let out = image_cmd(&project, &registry, &["pull", &pinned]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.split_whitespace().nth(2), Some(digest.as_str()));
+    // The mirror from the config file instead of the variable.
+    let config_home = project.path().join("config");
+    std::fs::create_dir_all(config_home.join("lamina")).unwrap();
+    std::fs::write(
+        config_home.join("lamina/config.toml"),
+        format!("[images]\nrefresh_interval_hours = 1\n[images.mirrors]\n\"public.ecr.aws\" = \"http://{registry}\"\n"),
+    )
+    .unwrap();
+    let out = Run::new(project.path())
+        .args(["image", "pull", "provided.al2023"])
+        .env("XDG_CONFIG_HOME", config_home.to_str().unwrap())
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("public.ecr.aws/lambda/provided:al2023 "),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn test_images_unusable_cache_dir() {
+    let project = Project::empty().file("a-file", "x");
+    let out = Run::new(project.path())
+        .args(["image", "ls"])
+        .env(
+            "LAMINA_CACHE_DIR",
+            project.path().join("a-file/cache").to_str().unwrap(),
+        )
+        .fails(1, &["image cache", "a-file/cache"]);
+    assert!(out.stderr.contains("Not a directory"), "{}", out.stderr);
 }
