@@ -116,6 +116,18 @@ def build_multiarch(dest, a):
     return lay
 
 
+# --- compressions:1 -------------------------------------------------------------------------------
+def build_compressions(dest, a):
+    """One layer per media type: gzip, zstd, uncompressed tar; the zstd layer overwrites a file."""
+    lay = Layout(dest)
+    gz = lay.add_layer([Entry("from-gzip", data=b"gzip\n"), Entry("overwritten", data=b"gzip\n")], "gzip layer")
+    zst = lay.add_raw_layer([Entry("from-zstd", data=b"zstd\n"), Entry("overwritten", data=b"zstd\n")],
+                            "zstd", "zstd layer")
+    tar = lay.add_raw_layer([Entry("from-tar", data=b"tar\n")], "none", "uncompressed layer")
+    lay.add_image([gz, zst, tar], {"Env": ["PATH=/bin"]}, "amd64", ref=a.tag or "1")
+    return lay
+
+
 # --- traps:1 --------------------------------------------------------------------------------------
 def traps_layers():
     l1 = [
@@ -218,7 +230,8 @@ def main():
     p.add_argument("--busybox")
     a = p.parse_args()
     builders = {"python": build_python, "provided": build_provided,
-                "multiarch": build_multiarch, "traps": build_traps}
+                "multiarch": build_multiarch, "traps": build_traps,
+                "compressions": build_compressions}
     builders.update({k: build_escape for k in ESCAPES})
     if a.name not in builders:
         sys.exit(f"unknown image {a.name!r}; known: {', '.join(builders)}")

@@ -24,6 +24,8 @@ import time
 from typing import Dict, List, Optional
 
 MT_LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MT_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -220,6 +222,30 @@ class Layout:
                                      entries=len(entries)))
         return dict(mediaType=MT_LAYER_GZ, digest=digest, size=size, _diff_id=diff_id,
                     _comment=comment)
+
+    def add_raw_layer(self, entries: List[Entry], compression: str, comment: str = "") -> dict:
+        """A small layer that is a plain tar ("none") or a zstd-compressed tar ("zstd", via the
+        zstd command-line tool), for testing the other layer media types."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+            for e in sorted(entries, key=sort_key):
+                ti = e.tarinfo(self.mtime)
+                tar.addfile(ti, io.BytesIO(e.data) if e.kind == "file" else None)
+        data = buf.getvalue()
+        diff_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        if compression == "zstd":
+            import subprocess
+            data = subprocess.run(["zstd", "-q", "-c", "--no-progress"], input=data, check=True,
+                                  stdout=subprocess.PIPE).stdout
+            media_type = MT_LAYER_ZSTD
+        elif compression == "none":
+            media_type = MT_LAYER_TAR
+        else:
+            raise ValueError(f"unknown compression {compression!r}")
+        desc = self.add_blob(data, media_type)
+        self.layer_stats.append(dict(comment=comment, digest=desc["digest"], size=desc["size"],
+                                     tar_size=len(buf.getvalue()), entries=len(entries)))
+        return dict(desc, _diff_id=diff_id, _comment=comment)
 
     # -- images --------------------------------------------------------------------------------
     def add_image(self, layers: List[dict], config: dict, architecture: str = "amd64",

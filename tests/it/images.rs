@@ -571,3 +571,157 @@ fn test_images_unusable_cache_dir() {
         .fails(1, &["image cache", "a-file/cache"]);
     assert!(out.stderr.contains("Not a directory"), "{}", out.stderr);
 }
+
+/// The layer digests of a test image's OCI layout, in order.
+fn layout_layers(image: &str) -> Vec<String> {
+    let images = std::env::var("LAMINA_TEST_IMAGES")
+        .unwrap_or_else(|_| "/var/cache/lamina-test-images".into());
+    let blob = |digest: &str| {
+        let path = Path::new(&images)
+            .join(image)
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&images).join(image).join("index.json")).unwrap(),
+    )
+    .unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn test_images_tampered_and_truncated_blobs_are_refused() {
+    let Some(registry) = crate::util::TestRegistry::start(None) else {
+        return;
+    };
+    registry.push("provided", "al2023", "tamper/provided:1", None);
+    let layers = layout_layers("provided");
+    // One layer flipped, another cut in half, in the registry's own storage.
+    let flipped = registry.blob_file(&layers[0]);
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&flipped, bytes).unwrap();
+    let cut = registry.blob_file(&layers[1]);
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+
+    let project = Project::empty();
+    let reference = format!("{}/tamper/provided:1", registry.address);
+    let out = Run::new(project.path())
+        .args(["image", "pull", &reference])
+        .fails(1, &[&reference]);
+    assert!(
+        out.stderr.contains("does not match its digest")
+            || out.stderr.contains("Invalid digest")
+            || out.stderr.contains("digest"),
+        "{}",
+        out.stderr
+    );
+    let cache = cache_dir(&project);
+    assert_eq!(
+        std::fs::read_dir(cache.join("rootfs-v1")).unwrap().count(),
+        0,
+        "no image entry"
+    );
+    for layer in &layers[..2] {
+        assert!(
+            !cache
+                .join("blobs-v1/sha256")
+                .join(layer.trim_start_matches("sha256:"))
+                .exists(),
+            "bad blob kept: {layer}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(cache.join("tmp")).unwrap().count(),
+        0,
+        "no staging or partial download left"
+    );
+}
+
+#[test]
+fn test_images_registry_credentials() {
+    let hash = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    let Some(registry) =
+        crate::util::TestRegistry::start(Some(&format!("tester:{}\n", hash.trim())))
+    else {
+        return;
+    };
+    registry.push("traps", "1", "private/traps:1", Some("tester:s3cret"));
+    let project = Project::empty();
+    let reference = format!("{}/private/traps:1", registry.address);
+    Run::new(project.path())
+        .args(["image", "pull", &reference])
+        .fails(1, &[&reference, "access denied", "docker/config.json"]);
+
+    let docker = project.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64_encode("tester:s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            registry.address
+        ),
+    )
+    .unwrap();
+    let out = Run::new(project.path())
+        .args(["image", "pull", &reference])
+        .env("DOCKER_CONFIG", docker.to_str().unwrap())
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"username": "tester", "password": "wrong"}}}}}}"#,
+            registry.address
+        ),
+    )
+    .unwrap();
+    Run::new(project.path())
+        .args(["image", "pull", &reference])
+        .env("DOCKER_CONFIG", docker.to_str().unwrap())
+        .fails(1, &["access denied"]);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn test_images_gzip_zstd_and_plain_tar_layers() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let out = image_cmd(
+        &project,
+        &registry,
+        &["pull", &format!("{registry}/lamina-test/compressions:1")],
+    )
+    .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let root = rootfs_of(
+        &cache_dir(&project),
+        out.stdout.split_whitespace().nth(2).unwrap(),
+    );
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    assert_eq!(read("from-gzip"), "gzip\n");
+    assert_eq!(read("from-zstd"), "zstd\n");
+    assert_eq!(read("from-tar"), "tar\n");
+    assert_eq!(read("overwritten"), "zstd\n", "layers apply in order");
+}

@@ -1,7 +1,7 @@
 //! Test harness: a temporary project directory and a `lamina` command run in it with a clean
 //! environment, so tests see neither the developer's AWS settings nor each other's files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -262,5 +262,106 @@ pub fn registry() -> Option<String> {
         None => skip(&format!(
             "the test registry at {address} does not answer /v2/"
         )),
+    }
+}
+
+/// A registry of the test's own (Debian's `docker-registry` on a free loopback port, storage in a
+/// temporary directory), for tests that break things: tampered blobs, authentication.
+pub struct TestRegistry {
+    child: std::process::Child,
+    pub address: String,
+    pub storage: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// Starts one; with `htpasswd` (the file's contents) it requires basic authentication.
+    pub fn start(htpasswd: Option<&str>) -> Option<TestRegistry> {
+        use std::io::Write;
+        for tool in ["docker-registry", "skopeo"] {
+            if !std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return skip(&format!(
+                    "{tool} is not installed (apt-get install docker-registry skopeo)"
+                ));
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let storage = tempfile::tempdir().unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: {address}\n",
+            storage.path().display()
+        );
+        if let Some(users) = htpasswd {
+            let path = storage.path().join("htpasswd");
+            std::fs::write(&path, users).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: lamina-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        let config_path = storage.path().join("config.yml");
+        std::fs::File::create(&config_path)
+            .unwrap()
+            .write_all(config.as_bytes())
+            .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .args(["serve", config_path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = TestRegistry {
+            child,
+            address,
+            storage,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&registry.address).is_ok() {
+                return Some(registry);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not start on {}", registry.address);
+    }
+
+    /// Copies a test image (an OCI layout from `scripts/build-test-images`) into this registry.
+    pub fn push(&self, image: &str, tag: &str, repository: &str, credentials: Option<&str>) {
+        let images = std::env::var("LAMINA_TEST_IMAGES")
+            .unwrap_or_else(|_| "/var/cache/lamina-test-images".into());
+        let mut command = std::process::Command::new("skopeo");
+        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(credentials) = credentials {
+            command.args(["--dest-creds", credentials]);
+        }
+        let status = command
+            .arg(format!("oci:{images}/{image}:{tag}"))
+            .arg(format!("docker://{}/{repository}", self.address))
+            .status()
+            .unwrap();
+        assert!(status.success(), "skopeo copy of {image} failed");
+    }
+
+    /// The stored file of a blob (the registry's filesystem layout).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage.path().join(format!(
+            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
