@@ -7,10 +7,12 @@
 //! 3. the sandbox and the Runtime API emulator run it (in progress; see README).
 
 pub mod cli;
+pub mod emulator;
 pub mod env_vars;
 pub mod environment;
 pub mod event;
 pub mod image;
+pub mod invoke;
 pub mod params;
 pub mod paths;
 pub mod plan;

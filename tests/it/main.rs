@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod emulator;
 mod environment;
 mod events;
 mod images;
