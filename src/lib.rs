@@ -16,8 +16,10 @@ pub mod invoke;
 pub mod params;
 pub mod paths;
 pub mod plan;
+pub mod run;
 pub mod runtimes;
 pub mod samconfig;
+pub mod sandbox;
 pub mod template;
 pub mod yaml;
 

@@ -10,6 +10,16 @@ use crate::plan::{self, Context, PlanError};
 
 /// Runs the command line `argv` (program name first) and returns the process exit code.
 pub fn main(argv: Vec<OsString>) -> u8 {
+    if argv
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::hook::HOOK_COMMAND)
+    {
+        let socket = argv
+            .get(2)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default();
+        return u8::try_from(crate::sandbox::hook::run(&socket)).unwrap_or(1);
+    }
     let env = |name: &str| std::env::var(name).ok();
     let debug =
         argv.iter().any(|a| a == "--debug") || env("SAM_DEBUG").is_some_and(|v| is_truthy(&v));
@@ -66,10 +76,32 @@ pub fn run(
             Err(err) => fail(&format!("cannot write to standard output: {err}")),
         };
     }
-    fail(
-        "running functions is not implemented yet: the sandbox is being built (see README, Status). \
-         Use --dry-run to see what would run",
-    )
+    // With --log-file, the function's logs and its result go to the file (as SAM).
+    let (logs, mut file_out): (crate::run::LogSink, Option<std::fs::File>) = match &plan.log_file {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => {
+                let copy = file.try_clone().ok();
+                (
+                    std::sync::Arc::new(std::sync::Mutex::new(Box::new(file))),
+                    copy,
+                )
+            }
+            Err(err) => return fail(&format!("cannot write log file {}: {err}", path.display())),
+        },
+        None => (
+            std::sync::Arc::new(std::sync::Mutex::new(Box::new(std::io::stderr()))),
+            None,
+        ),
+    };
+    let reporter = super::output::ProgressReporter::new();
+    let out: &mut dyn Write = match file_out.as_mut() {
+        Some(file) => file,
+        None => stdout,
+    };
+    match crate::run::run(&plan, env, out, logs, &reporter) {
+        Ok(code) => code,
+        Err(err) => fail(&err.to_string()),
+    }
 }
 
 /// `--save-params`: the command line's options into the samconfig file (SAM §10.4).

@@ -1,0 +1,412 @@
+//! Running a planned invoke for real: the image, the sandbox, the Runtime API, the outcome.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::AsyncBufReadExt;
+
+use crate::cli::{EmulatorKind, NetworkMode};
+use crate::emulator::{Invocation, RuntimeApi};
+use crate::image::pull::PullContext;
+use crate::image::{Cache, CachedImage, Freshness, ImageRef, Mirrors, Reporter, Settings};
+use crate::invoke::{self, Limits, Outcome};
+use crate::plan::InvokePlan;
+use crate::sandbox::{self, Paths, Sandbox, SpecInputs, hook};
+use crate::template::PackageType;
+use crate::{exit, paths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where the function's logs and lamina's START/END/REPORT lines go: stderr, or `--log-file`.
+pub type LogSink = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn log_line(sink: &LogSink, line: &str) {
+    let mut sink = sink.lock().expect("log sink");
+    let _ = sink.write_all(line.as_bytes());
+    let _ = sink.write_all(b"\n");
+    let _ = sink.flush();
+}
+
+/// Runs the plan; returns the exit code. The function's result is written to `stdout`.
+pub fn run(
+    plan: &InvokePlan,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdout: &mut dyn Write,
+    logs: LogSink,
+    reporter: &dyn Reporter,
+) -> Result<u8, RunError> {
+    check_supported(plan)?;
+    let image = pull(plan, env, reporter)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start the async runtime: {e}")))?;
+
+    let (request_id, trace_id) = Invocation::new_ids();
+    let id = format!("lamina-{}", &request_id[..13].replace('-', ""));
+    let paths = Paths::for_invoke(&id, env);
+    let host_network = plan.network == NetworkMode::Host;
+    if plan.network == NetworkMode::Private {
+        tracing::info!(
+            "Notice: outbound network access is not available yet; the function has loopback only (use --network host for the host's network)"
+        );
+    }
+
+    // In the host's network the Runtime API listens on a free loopback port instead of 9001.
+    let host_listener = if host_network {
+        Some(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| RunError::Other(format!("cannot listen on 127.0.0.1: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let api_address = match &host_listener {
+        Some(listener) => listener
+            .local_addr()
+            .map_err(|e| RunError::Other(e.to_string()))?
+            .to_string(),
+        None => hook::RUNTIME_API_ADDRESS.to_string(),
+    };
+    std::fs::create_dir_all(&paths.bundle)
+        .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
+    let inputs = spec_inputs(plan, &image, &paths, &id, &api_address, host_network)?;
+    let invocation = Invocation {
+        request_id: request_id.clone(),
+        event: Bytes::from(plan.event.clone()),
+        function_arn: function_arn(plan),
+        function_name: plan.function.clone(),
+        function_version: "$LATEST".into(),
+        handler: plan.handler.clone().unwrap_or_default(),
+        timeout: Duration::from_secs(plan.timeout),
+        trace_id,
+        client_context: None,
+        tenant_id: plan.tenant_id.clone(),
+    };
+
+    let started = Instant::now();
+    let (mut sandbox, placed) = Sandbox::create(&id, &paths, &inputs)?;
+    let listener = match (placed, host_listener) {
+        (Some(placed), _) => placed.listener,
+        (None, Some(listener)) => listener,
+        (None, None) => {
+            return Err(RunError::Other(
+                "the sandbox has no Runtime API socket".into(),
+            ));
+        }
+    };
+    let (api, events) = RuntimeApi::new(invocation);
+    let stdout_fd = sandbox.stdout.take();
+    let stderr_fd = sandbox.stderr.take();
+    let finished = runtime.block_on(async {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        let server = tokio::spawn(api.serve(listener));
+        let mut forwarders = Vec::new();
+        for fd in [stdout_fd, stderr_fd].into_iter().flatten() {
+            forwarders.push(tokio::spawn(forward(fd, logs.clone())));
+        }
+        sandbox.start()?;
+        let pid = sandbox.pid;
+        let exited = async move {
+            let status =
+                tokio::task::spawn_blocking(move || nix::sys::wait::waitpid(pid, None)).await;
+            match status {
+                Ok(Ok(status)) => sandbox::describe_exit(status),
+                other => format!("{other:?}"),
+            }
+        };
+        let exited = tokio::spawn(exited);
+        let (exit_tx, exit_rx) = tokio::sync::oneshot::channel::<String>();
+        let exited_for_drive = async move { exit_rx.await.unwrap_or_else(|_| "unknown".into()) };
+        let relay = tokio::spawn(async move {
+            let status = exited.await.unwrap_or_else(|_| "unknown".into());
+            let _ = exit_tx.send(status);
+        });
+        let start_logs = logs.clone();
+        let start_id = request_id.clone();
+        let limits = Limits::for_function(Duration::from_secs(plan.timeout), plan.debug.is_some());
+        let drive = invoke::drive(events, exited_for_drive, started, limits, move || {
+            log_line(
+                &start_logs,
+                &format!("START RequestId: {start_id} Version: $LATEST"),
+            );
+        });
+        let finished = tokio::select! {
+            finished = drive => Some(finished),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        // The invocation is over: the environment goes away.
+        sandbox.kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
+        for forwarder in forwarders {
+            let _ = tokio::time::timeout(Duration::from_millis(500), forwarder).await;
+        }
+        server.abort();
+        Ok::<_, RunError>(finished)
+    })?;
+    let memory = sandbox.memory();
+    sandbox.destroy();
+
+    let Some(mut finished) = finished else {
+        log_line(
+            &logs,
+            "Interrupted: the function was stopped and its sandbox removed.",
+        );
+        return Ok(exit::INTERRUPTED);
+    };
+    if memory.oom_killed && !matches!(finished.outcome, Outcome::Success { .. }) {
+        finished.outcome = Outcome::OutOfMemory;
+    }
+    if finished.delivered {
+        log_line(&logs, &format!("END RequestId: {request_id}"));
+    }
+    log_line(
+        &logs,
+        &invoke::report_line(&request_id, &finished, plan.memory_size, memory.peak_bytes),
+    );
+    let presentation = invoke::present(
+        &finished.outcome,
+        &request_id,
+        Duration::from_secs(plan.timeout),
+    );
+    let _ = stdout.write_all(&presentation.stdout);
+    let _ = stdout.flush();
+    // SAM writes a newline to the log stream after the response, keeping stdout exactly the payload.
+    log_line(&logs, "");
+    Ok(presentation.exit_code)
+}
+
+fn check_supported(plan: &InvokePlan) -> Result<(), RunError> {
+    let not_yet = |what: &str| {
+        Err(RunError::Unsupported(format!(
+            "{what} is not supported yet (the plan is right: see --dry-run)"
+        )))
+    };
+    if plan.emulator == EmulatorKind::Rie {
+        return not_yet("--emulator rie");
+    }
+    if !plan.layers.is_empty() {
+        return not_yet("running a function with Layers");
+    }
+    if plan.code_archive.is_some() {
+        return not_yet("running zip or jar code");
+    }
+    if plan.package_type == PackageType::Zip && plan.code_path.as_ref().is_some_and(|p| !p.is_dir())
+    {
+        return not_yet("running InlineCode");
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(RunError::Unsupported(
+            "running functions needs root for now; rootless invokes come next (see README, Status)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn pull(
+    plan: &InvokePlan,
+    env: &dyn Fn(&str) -> Option<String>,
+    reporter: &dyn Reporter,
+) -> Result<CachedImage, RunError> {
+    let cache = Cache::open(&paths::cache_root(env))?;
+    let settings = Settings::load(env)?;
+    let mirrors = Mirrors::load(env, &settings)?;
+    let ctx = PullContext {
+        cache: &cache,
+        mirrors: &mirrors,
+        refresh: PullContext::refresh_interval(env, &settings),
+        env,
+        reporter,
+    };
+    let freshness = if plan.skip_pull_image {
+        Freshness::Offline
+    } else if plan.force_image_build {
+        Freshness::CheckNow { strict: false }
+    } else {
+        Freshness::Default
+    };
+    Ok(crate::image::ensure(
+        &ctx,
+        &ImageRef::parse(&plan.image)?,
+        plan.architecture,
+        freshness,
+    )?)
+}
+
+fn function_arn(plan: &InvokePlan) -> String {
+    let region = plan
+        .environment
+        .get("AWS_REGION")
+        .map_or("us-east-1", String::as_str);
+    format!(
+        "arn:aws:lambda:{region}:123456789012:function:{}",
+        plan.function
+    )
+}
+
+/// The container's command line, environment and mounts.
+fn spec_inputs(
+    plan: &InvokePlan,
+    image: &CachedImage,
+    paths: &Paths,
+    id: &str,
+    api_address: &str,
+    host_network: bool,
+) -> Result<SpecInputs, RunError> {
+    let config = &image.meta.run_config;
+    let image_config = &plan.image_config;
+    let entrypoint = image_config
+        .entry_point
+        .clone()
+        .unwrap_or_else(|| config.entrypoint.clone());
+    let args: Vec<String> = match plan.package_type {
+        // Zip: the base image's entrypoint with the handler, as Lambda and SAM run it.
+        PackageType::Zip => {
+            let handler = plan.handler.clone().unwrap_or_default();
+            if entrypoint.is_empty() {
+                return Err(RunError::Other(format!(
+                    "image {} has no Entrypoint to run handler {handler} with",
+                    plan.image
+                )));
+            }
+            entrypoint.into_iter().chain([handler]).collect()
+        }
+        PackageType::Image => {
+            let command = image_config
+                .command
+                .clone()
+                .unwrap_or_else(|| config.cmd.clone());
+            let args: Vec<String> = entrypoint.into_iter().chain(command).collect();
+            if args.is_empty() {
+                return Err(RunError::Other(format!(
+                    "image {} has neither Entrypoint nor Cmd, and ImageConfig sets none",
+                    plan.image
+                )));
+            }
+            args
+        }
+    };
+    // The image's variables, then lamina's (SAM's injected ones, the template's, the overrides).
+    let mut env: indexmap::IndexMap<String, String> = config
+        .env
+        .iter()
+        .filter_map(|e| {
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    for (key, value) in &plan.environment {
+        env.insert(key.clone(), value.clone());
+    }
+    env.insert("AWS_LAMBDA_RUNTIME_API".into(), api_address.to_string());
+    let cwd = image_config
+        .working_directory
+        .clone()
+        .or_else(|| (!config.working_dir.is_empty()).then(|| config.working_dir.clone()))
+        .unwrap_or_else(|| "/var/task".into());
+
+    let hosts_file = paths.bundle.join("hosts");
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tlamina\n",
+    );
+    for entry in &plan.add_hosts {
+        if let Some((name, ip)) = entry.split_once(':') {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    let resolv_file = paths.bundle.join("resolv.conf");
+    let resolv = if plan.dns.is_empty() {
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    } else {
+        plan.dns
+            .iter()
+            .map(|ip| format!("nameserver {ip}\n"))
+            .collect()
+    };
+    for (path, text) in [(&hosts_file, hosts), (&resolv_file, resolv)] {
+        std::fs::write(path, text)
+            .map_err(|e| RunError::Other(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| RunError::Other(format!("cannot find lamina's own binary: {e}")))?;
+    let hook = (!host_network).then(|| {
+        (
+            exe,
+            vec![
+                "lamina".to_string(),
+                hook::HOOK_COMMAND.to_string(),
+                paths.bundle.join("api.sock").display().to_string(),
+            ],
+        )
+    });
+    let extra_mounts = plan
+        .debug
+        .as_ref()
+        .and_then(|d| d.debugger_path.clone())
+        .map(|p| vec![(p, "/tmp/lambci_debug_files".to_string())])
+        .unwrap_or_default();
+    Ok(SpecInputs {
+        rootfs: image.rootfs.clone(),
+        args,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd,
+        code: if plan.package_type == PackageType::Zip {
+            plan.code_path.clone()
+        } else {
+            None
+        },
+        opt: None,
+        tmp_mb: plan.ephemeral_storage,
+        hosts_file,
+        resolv_file,
+        host_network,
+        memory_limit: plan.memory_limit.then(|| {
+            (
+                plan.memory_size * 1024 * 1024,
+                sandbox::cgroup::can_limit_swap(),
+            )
+        }),
+        cgroups_path: format!("/lamina/{id}"),
+        hook,
+        extra_mounts,
+    })
+}
+
+/// Copies the function's output to the log sink line by line. Bytes that are not UTF-8 are
+/// replaced, never a reason to stop (SAM stops forwarding logs at the first split character).
+async fn forward(fd: std::os::fd::OwnedFd, sink: LogSink) {
+    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                log_line(&sink, text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+}

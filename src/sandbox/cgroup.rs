@@ -1,0 +1,81 @@
+//! Reading what the kernel measured about a container's cgroup, before it is deleted: the peak
+//! memory ("Max Memory Used", honestly) and whether the OOM killer struck.
+
+use std::path::PathBuf;
+
+/// The cgroup hierarchy of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+pub fn version() -> Version {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Version::V2
+    } else {
+        Version::V1
+    }
+}
+
+/// Whether the memory limit can also cover swap (v1 needs swap accounting in the kernel).
+pub fn can_limit_swap() -> bool {
+    match version() {
+        Version::V1 => {
+            std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        }
+        Version::V2 => false,
+    }
+}
+
+fn memory_dir(cgroups_path: &str) -> PathBuf {
+    let relative = cgroups_path.trim_start_matches('/');
+    match version() {
+        Version::V1 => PathBuf::from("/sys/fs/cgroup/memory").join(relative),
+        Version::V2 => PathBuf::from("/sys/fs/cgroup").join(relative),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryStats {
+    pub peak_bytes: Option<u64>,
+    pub oom_killed: bool,
+}
+
+pub fn memory_stats(cgroups_path: &str) -> MemoryStats {
+    let dir = memory_dir(cgroups_path);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let (peak, events) = match version() {
+        Version::V1 => (
+            read("memory.max_usage_in_bytes"),
+            read("memory.oom_control"),
+        ),
+        Version::V2 => (read("memory.peak"), read("memory.events")),
+    };
+    let oom_killed = events
+        .as_deref()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("oom_kill ")))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0);
+    MemoryStats {
+        peak_bytes: peak.and_then(|p| p.trim().parse().ok()),
+        oom_killed,
+    }
+}
+
+/// Removes the (now empty) parent of our containers' cgroups in every hierarchy; another invoke
+/// still using it keeps it (rmdir fails on a non-empty directory, which is fine).
+pub fn remove_parent(cgroups_path: &str) {
+    let Some((parent, _)) = cgroups_path.trim_start_matches('/').rsplit_once('/') else {
+        return;
+    };
+    let roots: Vec<PathBuf> = match version() {
+        Version::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
+        Version::V1 => std::fs::read_dir("/sys/fs/cgroup")
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default(),
+    };
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join(parent));
+    }
+}

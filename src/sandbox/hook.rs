@@ -1,0 +1,126 @@
+//! Placing the Runtime API inside the function's network namespace, race-free.
+//!
+//! libcontainer runs the createContainer hook inside all of the container's namespaces, with full
+//! capabilities, before `pivot_root`, so host paths are still visible. The hook is lamina itself
+//! (`lamina __runtime-api-hook SOCKET`): it brings `lo` up (a new network namespace starts with it
+//! down), binds `127.0.0.1:9001`, and hands the listening socket and the namespace back over a unix
+//! socket (SCM_RIGHTS). When `build()` returns, the socket is waiting in lamina, which serves the
+//! Runtime API on it before the function even starts. The same works for root and rootless.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+/// The hidden subcommand the hook runs as.
+pub const HOOK_COMMAND: &str = "__runtime-api-hook";
+/// Where the function's runtime finds the API, inside its namespace (as in Lambda).
+pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
+
+/// The hook's body. Returns the process exit code (non-zero makes `build()` fail with our message
+/// on the container's stderr).
+pub fn run(socket: &Path) -> i32 {
+    match serve_socket(socket) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("lamina: cannot place the Runtime API in the sandbox: {err}");
+            1
+        }
+    }
+}
+
+fn serve_socket(socket: &Path) -> std::io::Result<()> {
+    loopback_up()?;
+    let listener = TcpListener::bind(RUNTIME_API_ADDRESS)?;
+    let netns = std::fs::File::open("/proc/self/ns/net")?;
+    let stream = UnixStream::connect(socket)?;
+    let fds = [listener.as_raw_fd(), netns.as_raw_fd()];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(b"L")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// `ip link set lo up`, with the two ioctls it takes.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: the ioctls read and write the ifreq we own; the fd is valid.
+    unsafe {
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What the hook sent back.
+pub struct Placed {
+    pub listener: TcpListener,
+    /// The function's network namespace (for forwarding debug ports into it later).
+    pub netns: OwnedFd,
+}
+
+/// Receives the hook's sockets; call after `build()` returned (the hook has connected by then).
+pub fn receive(listener: &UnixListener) -> std::io::Result<Placed> {
+    listener.set_nonblocking(true)?;
+    let (stream, _) = listener.accept().map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("the sandbox's Runtime API hook did not report back: {e}"),
+        )
+    })?;
+    stream.set_nonblocking(false)?;
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds.extend(received);
+        }
+    }
+    let [listener_fd, netns_fd] = fds[..] else {
+        return Err(std::io::Error::other(format!(
+            "the hook sent {} descriptors instead of 2",
+            fds.len()
+        )));
+    };
+    // SAFETY: both descriptors were just received and belong to nobody else.
+    let (listener, netns) = unsafe {
+        (
+            TcpListener::from_raw_fd(listener_fd),
+            OwnedFd::from_raw_fd(netns_fd),
+        )
+    };
+    Ok(Placed { listener, netns })
+}
