@@ -25,3 +25,7 @@ pub const LAMINA_IMAGE_REFRESH_HOURS: &str = "LAMINA_IMAGE_REFRESH_HOURS";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// Docker's config directory, for registry credentials (`$DOCKER_CONFIG/config.json`).
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// Where sandboxes keep their state (default `/run/lamina`, or `$XDG_RUNTIME_DIR/lamina`).
+pub const LAMINA_RUNTIME_DIR: &str = "LAMINA_RUNTIME_DIR";
+/// The cgroup under which sandboxes get their own (default `lamina`).
+pub const LAMINA_CGROUP_PARENT: &str = "LAMINA_CGROUP_PARENT";

@@ -57,6 +57,7 @@ pub fn run(
 
     let (request_id, trace_id) = Invocation::new_ids();
     let id = format!("lamina-{}", &request_id[..13].replace('-', ""));
+    sandbox::collect_garbage(env);
     let paths = Paths::for_invoke(&id, env);
     let host_network = plan.network == NetworkMode::Host;
     if plan.network == NetworkMode::Private {
@@ -82,8 +83,9 @@ pub fn run(
         None => hook::RUNTIME_API_ADDRESS.to_string(),
     };
     std::fs::create_dir_all(&paths.bundle)
+        .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
-    let inputs = spec_inputs(plan, &image, &paths, &id, &api_address, host_network)?;
+    let inputs = spec_inputs(plan, &image, &paths, &api_address, host_network)?;
     let invocation = Invocation {
         request_id: request_id.clone(),
         event: Bytes::from(plan.event.clone()),
@@ -268,7 +270,6 @@ fn spec_inputs(
     plan: &InvokePlan,
     image: &CachedImage,
     paths: &Paths,
-    id: &str,
     api_address: &str,
     host_network: bool,
 ) -> Result<SpecInputs, RunError> {
@@ -279,7 +280,16 @@ fn spec_inputs(
         .clone()
         .unwrap_or_else(|| config.entrypoint.clone());
     let args: Vec<String> = match plan.package_type {
-        // Zip: the base image's entrypoint with the handler, as Lambda and SAM run it.
+        // Zip, custom runtime: Lambda runs the function's own bootstrap (the image has none).
+        PackageType::Zip
+            if plan
+                .runtime
+                .as_deref()
+                .is_some_and(|r| r.starts_with("provided")) =>
+        {
+            vec![provided_bootstrap(plan)?]
+        }
+        // Zip, managed runtime: the base image's entrypoint with the handler, as Lambda and SAM run it.
         PackageType::Zip => {
             let handler = plan.handler.clone().unwrap_or_default();
             if entrypoint.is_empty() {
@@ -385,10 +395,34 @@ fn spec_inputs(
                 sandbox::cgroup::can_limit_swap(),
             )
         }),
-        cgroups_path: format!("/lamina/{id}"),
+        cgroups_path: paths.cgroups_path.clone(),
         hook,
         extra_mounts,
     })
+}
+
+/// The `bootstrap` of a custom-runtime function: in its code (`/var/task/bootstrap`); it must be an
+/// executable file.
+fn provided_bootstrap(plan: &InvokePlan) -> Result<String, RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let code = plan.code_path.clone().unwrap_or_default();
+    let path = code.join("bootstrap");
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+            Ok("/var/task/bootstrap".into())
+        }
+        Ok(meta) if meta.is_file() => Err(RunError::Other(format!(
+            "{} is not executable (hint: chmod +x {0}); a {} function runs it as its runtime",
+            path.display(),
+            plan.runtime.as_deref().unwrap_or("provided")
+        ))),
+        _ => Err(RunError::Other(format!(
+            "function {} uses runtime {} but its code has no `bootstrap` file: expected {}",
+            plan.full_path,
+            plan.runtime.as_deref().unwrap_or("provided"),
+            path.display()
+        ))),
+    }
 }
 
 /// Copies the function's output to the log sink line by line. Bytes that are not UTF-8 are

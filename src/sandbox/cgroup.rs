@@ -63,19 +63,30 @@ pub fn memory_stats(cgroups_path: &str) -> MemoryStats {
     }
 }
 
+/// Removes a container's own cgroup in every hierarchy (after its processes are gone).
+pub fn remove_leaf(cgroups_path: &str) {
+    let relative = cgroups_path.trim_start_matches('/');
+    for root in roots() {
+        let _ = std::fs::remove_dir(root.join(relative));
+    }
+}
+
+fn roots() -> Vec<PathBuf> {
+    match version() {
+        Version::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
+        Version::V1 => std::fs::read_dir("/sys/fs/cgroup")
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default(),
+    }
+}
+
 /// Removes the (now empty) parent of our containers' cgroups in every hierarchy; another invoke
 /// still using it keeps it (rmdir fails on a non-empty directory, which is fine).
 pub fn remove_parent(cgroups_path: &str) {
     let Some((parent, _)) = cgroups_path.trim_start_matches('/').rsplit_once('/') else {
         return;
     };
-    let roots: Vec<PathBuf> = match version() {
-        Version::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
-        Version::V1 => std::fs::read_dir("/sys/fs/cgroup")
-            .map(|entries| entries.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default(),
-    };
-    for root in roots {
+    for root in roots() {
         let _ = std::fs::remove_dir(root.join(parent));
     }
 }

@@ -61,28 +61,73 @@ impl Executor for DeathSignalExecutor {
 
 /// Where this invoke keeps its files (removed with the sandbox).
 pub struct Paths {
-    /// `config.json`, `hosts`, `resolv.conf`, `api.sock`.
+    /// `config.json`, `hosts`, `resolv.conf`, `api.sock`, `owner` (lamina's pid).
     pub bundle: PathBuf,
     /// libcontainer's state root (shared by invokes).
     pub state_root: PathBuf,
+    /// The cgroup of the container, e.g. `/lamina/<id>`.
+    pub cgroups_path: String,
 }
 
 impl Paths {
-    /// `/run/lamina` for root, `$XDG_RUNTIME_DIR/lamina` otherwise.
-    pub fn for_invoke(id: &str, env: &dyn Fn(&str) -> Option<String>) -> Paths {
+    /// `$LAMINA_RUNTIME_DIR`, else `/run/lamina` for root and `$XDG_RUNTIME_DIR/lamina` otherwise.
+    pub fn base(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+        if let Some(dir) = env(crate::env_vars::LAMINA_RUNTIME_DIR).filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
         // SAFETY: geteuid cannot fail.
-        let base = if unsafe { libc::geteuid() } == 0 {
+        if unsafe { libc::geteuid() } == 0 {
             PathBuf::from("/run/lamina")
         } else {
             env("XDG_RUNTIME_DIR").map_or_else(
                 || std::env::temp_dir().join("lamina-run"),
                 |d| PathBuf::from(d).join("lamina"),
             )
-        };
+        }
+    }
+
+    pub fn for_invoke(id: &str, env: &dyn Fn(&str) -> Option<String>) -> Paths {
+        let base = Paths::base(env);
+        let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
+            .filter(|p| !p.is_empty() && !p.contains('/'))
+            .unwrap_or_else(|| "lamina".into());
         Paths {
             bundle: base.join("bundles").join(id),
             state_root: base.join("containers"),
+            cgroups_path: format!("/{parent}/{id}"),
         }
+    }
+}
+
+/// Removes what invokes of lamina processes that no longer exist left behind (a `kill -9`, a
+/// crash, a power cut): their containers, cgroups and bundles. Invokes of live processes are left
+/// alone.
+pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
+    let base = Paths::base(env);
+    let Ok(entries) = std::fs::read_dir(base.join("bundles")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let owner = std::fs::read_to_string(entry.path().join("owner"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        // A bundle without an owner file is being set up right now; leave it.
+        if alive || owner.is_none() {
+            continue;
+        }
+        tracing::debug!(%id, "removing the sandbox of a lamina that is gone");
+        let paths = Paths::for_invoke(&id, env);
+        if let Ok(mut container) = Container::load(paths.state_root.join(&id)) {
+            let _ = container.kill(Signal::SIGKILL, true);
+            let _ = container.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(paths.state_root.join(&id));
+        cgroup::remove_leaf(&paths.cgroups_path);
+        cgroup::remove_parent(&paths.cgroups_path);
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }
 
@@ -117,6 +162,8 @@ impl Sandbox {
         };
         std::fs::create_dir_all(&paths.bundle).map_err(|e| prepare(&paths.bundle, e))?;
         std::fs::create_dir_all(&paths.state_root).map_err(|e| prepare(&paths.state_root, e))?;
+        let owner = paths.bundle.join("owner");
+        std::fs::write(&owner, std::process::id().to_string()).map_err(|e| prepare(&owner, e))?;
         let config = spec::build(inputs);
         let config_path = paths.bundle.join("config.json");
         std::fs::write(
@@ -160,6 +207,7 @@ impl Sandbox {
             Ok(container) => container,
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&paths.bundle);
+                cgroup::remove_leaf(&inputs.cgroups_path);
                 cgroup::remove_parent(&inputs.cgroups_path);
                 return Err(create_error(err));
             }

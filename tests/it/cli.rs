@@ -282,11 +282,3 @@ fn test_cli_empty_parameter_overrides_mean_none() {
         ])
         .fails(2, &["Stage-Name=x is not a valid format"]);
 }
-
-#[test]
-fn test_cli_without_dry_run_says_not_yet() {
-    let project = Project::fixture("hello-python");
-    project
-        .invoke(&["HelloWorldFunction"])
-        .fails(1, &["not implemented yet", "--dry-run"]);
-}

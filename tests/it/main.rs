@@ -7,5 +7,6 @@ mod environment;
 mod events;
 mod images;
 mod samconfig;
+mod sandbox;
 mod templates;
 mod util;

@@ -124,6 +124,12 @@ impl Run {
         self
     }
 
+    /// Starts the command without waiting (stdout and stderr are discarded).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command.stdout(Stdio::null()).stderr(Stdio::null());
+        self.command.spawn().expect("lamina runs")
+    }
+
     pub fn output(mut self) -> Outcome {
         use std::io::Write;
         if self.stdin.is_some() {

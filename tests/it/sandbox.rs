@@ -1,0 +1,430 @@
+//! Real invokes: the test images from the local registry, run in libcontainer sandboxes with the
+//! built-in Runtime API. Needs root (rootless invokes are later work) and the test registry.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::util::{Outcome, Project, Run, registry, skip};
+
+/// One image cache for every test of the run, as users share one (and as the parallel tests need).
+fn shared_cache() -> &'static Path {
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lamina-it-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+struct Env {
+    registry: String,
+}
+
+fn sandbox_env() -> Option<Env> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("real invokes need root until rootless invokes land");
+    }
+    Some(Env {
+        registry: registry()?,
+    })
+}
+
+/// `lamina local invoke` in `project` with its own runtime dir and cgroup parent, so the test can
+/// check that nothing of the invoke is left behind.
+struct Invoke<'a> {
+    project: &'a Project,
+    env: &'a Env,
+    run_dir: PathBuf,
+    cgroup_parent: String,
+}
+
+impl<'a> Invoke<'a> {
+    fn new(project: &'a Project, env: &'a Env) -> Invoke<'a> {
+        let unique = format!("{}-{}", std::process::id(), uuid_like());
+        Invoke {
+            project,
+            env,
+            run_dir: project.path().join(".run"),
+            cgroup_parent: format!("lamina-test-{unique}"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Run {
+        Run::new(self.project.path())
+            .args(["local", "invoke"])
+            .args(args)
+            .env("LAMINA_CACHE_DIR", shared_cache().to_str().unwrap())
+            .env(
+                "LAMINA_REGISTRY_MIRROR",
+                &format!("public.ecr.aws=http://{}", self.env.registry),
+            )
+            .env("LAMINA_RUNTIME_DIR", self.run_dir.to_str().unwrap())
+            .env("LAMINA_CGROUP_PARENT", &self.cgroup_parent)
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        let out = self.command(args).output();
+        self.assert_clean(&out);
+        out
+    }
+
+    /// No bundle, container state, cgroup or process of the invoke remains.
+    fn assert_clean(&self, out: &Outcome) {
+        for dir in ["bundles", "containers"] {
+            let path = self.run_dir.join(dir);
+            let left: Vec<_> = std::fs::read_dir(&path)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(
+                left.is_empty(),
+                "left behind in {}: {left:?}\n{}",
+                path.display(),
+                out.stderr
+            );
+        }
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let leftover = hierarchy.path().join(&self.cgroup_parent);
+            assert!(
+                !leftover.exists(),
+                "cgroup left behind: {}",
+                leftover.display()
+            );
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+fn report(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("REPORT RequestId: "))
+        .unwrap_or_else(|| panic!("no REPORT line:\n{stderr}"))
+}
+
+#[test]
+fn test_sandbox_hello_world_like_sam() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("hello-python");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.run(&[
+        "HelloWorldFunction",
+        "-e",
+        "events.json",
+        "--parameter-overrides",
+        "TableName=t",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout, r#"{"statusCode": 200, "body": "{\"message\": \"hello world\"}"}"#,
+        "exactly SAM's stdout, no newline"
+    );
+    assert!(
+        out.stderr
+            .contains("Invoking app.lambda_handler (python3.12)"),
+        "{}",
+        out.stderr
+    );
+    let start = out
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("START RequestId: "))
+        .expect("START");
+    let end = out
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("END RequestId: "))
+        .expect("END");
+    assert!(start < end);
+    let report = report(&out.stderr);
+    for field in [
+        "\tDuration: ",
+        "\tBilled Duration: ",
+        "\tMemory Size: 128 MB\t",
+        "\tMax Memory Used: ",
+        "\tInit Duration: ",
+    ] {
+        assert!(report.contains(field), "{field:?} missing: {report:?}");
+    }
+    let used: u64 = report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        used > 2 && used < 128,
+        "measured, not the configured size: {used} MB"
+    );
+}
+
+#[test]
+fn test_sandbox_python_outcomes() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+
+    // Unicode, the event from standard input, the function's own log lines on stderr.
+    let out = invoke
+        .command(&["Echo", "-e", "-"])
+        .stdin(r#"{"name": "wörld ✓"}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"event": {"name": "wörld ✓"}, "text": "héllo ✓ 日本", "number": 1.5}"#
+    );
+    assert!(
+        out.stderr.contains(r#"echo got {"name": "wörld ✓"}"#),
+        "{}",
+        out.stderr
+    );
+
+    let out = invoke.run(&["Raise"]);
+    assert_eq!(out.code, 3, "a function error exits 3:\n{}", out.stderr);
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(error["errorType"], "ValueError");
+    assert_eq!(error["errorMessage"], "something went wrong: no reason");
+    assert!(
+        error["stackTrace"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    let out = invoke.run(&["ImportError"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(error["errorType"], "Runtime.ImportModuleError");
+
+    let out = invoke.run(&["Crash"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Runtime.ExitError") && out.stdout.contains("exit status 7"),
+        "{}",
+        out.stdout
+    );
+
+    let out = invoke.run(&["Big"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Function.ResponseSizeTooLarge") || out.stdout.contains("6291556"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn test_sandbox_timeout_is_enforced_on_time() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    // Warm the image first so the clock measures the invoke.
+    assert_eq!(invoke.run(&["Hello"]).code, 0);
+    let started = Instant::now();
+    let out = invoke.run(&["Sleep"]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.code, 4, "a timeout exits 4:\n{}", out.stderr);
+    assert!(
+        out.stdout.contains("Sandbox.Timedout")
+            && out.stdout.contains("Task timed out after 1.00 seconds"),
+        "{}",
+        out.stdout
+    );
+    let report = report(&out.stderr);
+    assert!(
+        report.contains("Duration: 1000.00 ms") && report.contains("Status: timeout"),
+        "{report}"
+    );
+    let init: f64 = report
+        .split("Init Duration: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let overhead = elapsed.as_secs_f64() - 1.0 - init / 1000.0;
+    assert!(
+        overhead < 0.5,
+        "killed {overhead:.3} s after the timeout ({elapsed:?} in all)"
+    );
+}
+
+#[test]
+fn test_sandbox_environment_filesystem_and_limits() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.run(&["Inspect", "--network", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(seen["env"]["FROM_TEMPLATE"], "template-value");
+    assert_eq!(seen["env"]["AWS_LAMBDA_FUNCTION_NAME"], "Inspect");
+    assert_eq!(seen["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(
+        seen["env"]["LAMBDA_TASK_ROOT"], "/var/task",
+        "the image's own ENV"
+    );
+    assert_eq!(seen["env"]["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+    assert_eq!(seen["env"]["_HANDLER"], "behaviours.inspect");
+    assert_eq!(seen["env"]["TZ"], ":/etc/localtime");
+    assert_eq!(seen["tmp_writable"], true);
+    assert_eq!(seen["tmp_mb"], 600, "/tmp is sized by EphemeralStorage");
+    assert_eq!(seen["task_writable"], false, "code is read-only");
+    assert_eq!(seen["root_writable"], false, "the root is read-only");
+    assert_eq!(seen["cwd"], "/var/task");
+    assert_eq!(seen["nofile"], 1024, "Lambda's file descriptor limit");
+    assert_eq!(
+        seen["interfaces"],
+        serde_json::json!(["lo"]),
+        "an own network namespace with loopback only"
+    );
+
+    // The host's network: the function sees the host's interfaces.
+    let out = invoke.run(&["Inspect", "--network", "host"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_ne!(seen["interfaces"], serde_json::json!(["lo"]));
+    assert_ne!(seen["env"]["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+}
+
+#[test]
+fn test_sandbox_out_of_memory_exits_5() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.run(&["Hog"]);
+    assert_eq!(
+        out.code, 5,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stdout.contains("Runtime.OutOfMemory"), "{}", out.stdout);
+    let report = report(&out.stderr);
+    let used: u64 = report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (120..=129).contains(&used),
+        "peak at the 128 MB limit: {report}"
+    );
+}
+
+#[test]
+fn test_sandbox_shell_bootstrap_on_the_provided_image() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke
+        .command(&["Shell", "-e", "-"])
+        .stdin(r#"{"n": 1}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"echo": {"n": 1}, "handler": "echo.handler"}"#
+    );
+    // A bootstrap that is not executable is a clear error.
+    std::fs::set_permissions(
+        project.path().join("shell/bootstrap"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    invoke
+        .command(&["Shell"])
+        .fails(1, &["bootstrap", "is not executable"]);
+}
+
+#[test]
+fn test_sandbox_parallel_invokes_share_one_cache() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let path = project.path().to_path_buf();
+            let registry = env.registry.clone();
+            std::thread::spawn(move || {
+                Run::new(&path)
+                    .args(["local", "invoke", "Echo", "-e", "-"])
+                    .stdin(&format!("{{\"i\": {i}}}"))
+                    .env("LAMINA_CACHE_DIR", shared_cache().to_str().unwrap())
+                    .env(
+                        "LAMINA_REGISTRY_MIRROR",
+                        &format!("public.ecr.aws=http://{registry}"),
+                    )
+                    .env(
+                        "LAMINA_RUNTIME_DIR",
+                        path.join(format!(".run-{i}")).to_str().unwrap(),
+                    )
+                    .output()
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let out = handle.join().unwrap();
+        assert_eq!(out.code, 0, "invoke {i}: {}", out.stderr);
+        assert!(
+            out.stdout
+                .starts_with(&format!("{{\"event\": {{\"i\": {i}}}")),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    assert_eq!(invoke.run(&["Hello"]).code, 0, "warm the image");
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut child = invoke.command(&["Sleep"]).spawn();
+        // Wait until the function runs (its sandbox exists), then interrupt lamina.
+        let bundles = invoke.run_dir.join("bundles");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_dir(&bundles).map_or(true, |d| d.count() == 0)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        if signal == libc::SIGINT {
+            assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        }
+        // After a SIGKILL the function dies with lamina (PDEATHSIG) and the next invoke cleans up.
+        if signal == libc::SIGKILL {
+            std::thread::sleep(Duration::from_millis(200));
+            // The killed invoke's cgroup is gone with its processes once the next invoke has
+            // collected the garbage (checked by `run`).
+            assert_eq!(invoke.run(&["Hello"]).code, 0);
+        }
+        let out = Outcome {
+            code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        invoke.assert_clean(&out);
+    }
+}
