@@ -29,3 +29,5 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 pub const LAMINA_RUNTIME_DIR: &str = "LAMINA_RUNTIME_DIR";
 /// The cgroup under which sandboxes get their own (default `lamina`).
 pub const LAMINA_CGROUP_PARENT: &str = "LAMINA_CGROUP_PARENT";
+/// `1` prints where an invoke's time went (`lamina timings: ...`) to the log stream.
+pub const LAMINA_TIMINGS: &str = "LAMINA_TIMINGS";

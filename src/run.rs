@@ -48,7 +48,9 @@ pub fn run(
     reporter: &dyn Reporter,
 ) -> Result<u8, RunError> {
     check_supported(plan)?;
+    let phase_start = Instant::now();
     let image = pull(plan, env, reporter)?;
+    let image_time = phase_start.elapsed();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -101,6 +103,7 @@ pub fn run(
 
     let started = Instant::now();
     let (mut sandbox, placed) = Sandbox::create(&id, &paths, &inputs)?;
+    let create_time = started.elapsed();
     let listener = match (placed, host_listener) {
         (Some(placed), _) => placed.listener,
         (None, Some(listener)) => listener,
@@ -125,6 +128,7 @@ pub fn run(
             forwarders.push(tokio::spawn(forward(fd, logs.clone())));
         }
         sandbox.start()?;
+        let start_time = started.elapsed() - create_time;
         let pid = sandbox.pid;
         let exited = async move {
             let status =
@@ -155,16 +159,34 @@ pub fn run(
             _ = tokio::signal::ctrl_c() => None,
         };
         // The invocation is over: the environment goes away.
+        let ended = Instant::now();
         sandbox.kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
         for forwarder in forwarders {
             let _ = tokio::time::timeout(Duration::from_millis(500), forwarder).await;
         }
         server.abort();
-        Ok::<_, RunError>(finished)
+        Ok::<_, RunError>((finished, start_time, ended))
     })?;
+    let (finished, start_time, ended) = finished;
     let memory = sandbox.memory();
     sandbox.destroy();
+    let teardown_time = ended.elapsed();
+    if env(crate::env_vars::LAMINA_TIMINGS).is_some_and(|v| v == "1") {
+        // For scripts/bench: where an invoke's time goes.
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (init, invoke) = finished.as_ref().map_or((0.0, 0.0), |f| (f.init.map_or(0.0, ms), ms(f.duration)));
+        log_line(
+            &logs,
+            &format!(
+                "lamina timings: image={:.1}ms create={:.1}ms start={:.1}ms init={init:.1}ms invoke={invoke:.1}ms teardown={:.1}ms",
+                ms(image_time),
+                ms(create_time),
+                ms(start_time),
+                ms(teardown_time)
+            ),
+        );
+    }
 
     let Some(mut finished) = finished else {
         log_line(
