@@ -77,6 +77,43 @@ def build_python(dest, a):
     return lay
 
 
+# --- python-function:1 ----------------------------------------------------------------------------
+FUNCTION_APP = b"""import json
+import os
+
+
+def handler(event, context):
+    return {"from": "image", "event": event, "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+            "handler": os.environ.get("_HANDLER")}
+"""
+
+
+def build_python_function(dest, a):
+    """A function image the way users build one: FROM the python image, code in /var/task, CMD."""
+    import shutil
+    base = a.base
+    with open(os.path.join(base, "index.json")) as f:
+        top = json.load(f)["manifests"][0]
+
+    def blob(digest):
+        return os.path.join(base, "blobs", "sha256", digest.split(":", 1)[1])
+
+    with open(blob(top["digest"])) as f:
+        manifest = json.load(f)
+    with open(blob(manifest["config"]["digest"])) as f:
+        base_config = json.load(f)
+    lay = Layout(dest)
+    for layer in manifest["layers"]:
+        shutil.copyfile(blob(layer["digest"]), os.path.join(dest, "blobs", "sha256", layer["digest"].split(":", 1)[1]))
+    app = lay.add_layer([Entry("var/", "dir"), Entry("var/task/", "dir"), Entry("var/task/app.py", data=FUNCTION_APP)],
+                        "COPY app.py /var/task/")
+    layers = [dict(l, _diff_id=d, _comment="base layer")
+              for l, d in zip(manifest["layers"], base_config["rootfs"]["diff_ids"])] + [app]
+    config = dict(base_config["config"], Cmd=["app.handler"])
+    lay.add_image(layers, config, "amd64", ref=a.tag or "1")
+    return lay
+
+
 # --- provided:al2023 ------------------------------------------------------------------------------
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"
@@ -228,10 +265,11 @@ def main():
     p.add_argument("--runtime")
     p.add_argument("--rie")
     p.add_argument("--busybox")
+    p.add_argument("--base")
     a = p.parse_args()
     builders = {"python": build_python, "provided": build_provided,
                 "multiarch": build_multiarch, "traps": build_traps,
-                "compressions": build_compressions}
+                "compressions": build_compressions, "python-function": build_python_function}
     builders.update({k: build_escape for k in ESCAPES})
     if a.name not in builders:
         sys.exit(f"unknown image {a.name!r}; known: {', '.join(builders)}")

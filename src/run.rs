@@ -175,7 +175,9 @@ pub fn run(
     if env(crate::env_vars::LAMINA_TIMINGS).is_some_and(|v| v == "1") {
         // For scripts/bench: where an invoke's time goes.
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let (init, invoke) = finished.as_ref().map_or((0.0, 0.0), |f| (f.init.map_or(0.0, ms), ms(f.duration)));
+        let (init, invoke) = finished
+            .as_ref()
+            .map_or((0.0, 0.0), |f| (f.init.map_or(0.0, ms), ms(f.duration)));
         log_line(
             &logs,
             &format!(

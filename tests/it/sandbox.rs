@@ -428,3 +428,31 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
         invoke.assert_clean(&out);
     }
 }
+
+#[test]
+fn test_sandbox_image_function() {
+    let Some(env) = sandbox_env() else { return };
+    let template = format!(
+        "Resources:\n  FromImage:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n      ImageUri: {}/lamina-test/python-function:1\n  Overridden:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n      ImageUri: {}/lamina-test/python-function:1\n      ImageConfig:\n        Command: [\"app.handler\"]\n        WorkingDirectory: /tmp\n",
+        env.registry, env.registry
+    );
+    let project = Project::empty().file("template.yaml", &template);
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke
+        .command(&["FromImage", "-e", "-"])
+        .stdin(r#"{"k": "v"}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"from": "image", "event": {"k": "v"}, "task_root": "/var/task", "handler": "app.handler"}"#
+    );
+    assert!(
+        out.stderr.contains("Invoking Container created from"),
+        "{}",
+        out.stderr
+    );
+    let out = invoke.run(&["Overridden"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
