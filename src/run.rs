@@ -104,25 +104,36 @@ pub fn run(
     let started = Instant::now();
     let (mut sandbox, placed) = Sandbox::create(&id, &paths, &inputs)?;
     let create_time = started.elapsed();
-    let listener = match (placed, host_listener) {
-        (Some(placed), _) => placed.listener,
-        (None, Some(listener)) => listener,
-        (None, None) => {
+    let rie = plan.emulator == EmulatorKind::Rie;
+    let (listener, netns) = match (placed, host_listener) {
+        (Some(placed), _) => (placed.listener, Some(placed.netns)),
+        (None, listener) => (listener, None),
+    };
+    let listener = match (listener, rie) {
+        (Some(listener), false) => Some(listener),
+        (_, true) => None,
+        (None, false) => {
             return Err(RunError::Other(
                 "the sandbox has no Runtime API socket".into(),
             ));
         }
     };
+    let event = invocation.event.clone();
     let (api, events) = RuntimeApi::new(invocation);
     let stdout_fd = sandbox.stdout.take();
     let stderr_fd = sandbox.stderr.take();
     let finished = runtime.block_on(async {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| RunError::Other(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| RunError::Other(e.to_string()))?;
-        let server = tokio::spawn(api.serve(listener));
+        let server = match listener {
+            Some(listener) => {
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|e| RunError::Other(e.to_string()))?;
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| RunError::Other(e.to_string()))?;
+                Some(tokio::spawn(api.serve(listener)))
+            }
+            None => None,
+        };
         let mut forwarders = Vec::new();
         for fd in [stdout_fd, stderr_fd].into_iter().flatten() {
             forwarders.push(tokio::spawn(forward(fd, logs.clone())));
@@ -148,12 +159,19 @@ pub fn run(
         let start_logs = logs.clone();
         let start_id = request_id.clone();
         let limits = Limits::for_function(Duration::from_secs(plan.timeout), plan.debug.is_some());
-        let drive = invoke::drive(events, exited_for_drive, started, limits, move || {
-            log_line(
-                &start_logs,
-                &format!("START RequestId: {start_id} Version: $LATEST"),
-            );
-        });
+        let drive = async {
+            if rie {
+                invoke::rie::drive(netns, event, exited_for_drive, started, limits).await
+            } else {
+                invoke::drive(events, exited_for_drive, started, limits, move || {
+                    log_line(
+                        &start_logs,
+                        &format!("START RequestId: {start_id} Version: $LATEST"),
+                    );
+                })
+                .await
+            }
+        };
         let finished = tokio::select! {
             finished = drive => Some(finished),
             _ = tokio::signal::ctrl_c() => None,
@@ -165,7 +183,9 @@ pub fn run(
         for forwarder in forwarders {
             let _ = tokio::time::timeout(Duration::from_millis(500), forwarder).await;
         }
-        server.abort();
+        if let Some(server) = server {
+            server.abort();
+        }
         Ok::<_, RunError>((finished, start_time, ended))
     })?;
     let (finished, start_time, ended) = finished;
@@ -200,13 +220,26 @@ pub fn run(
     if memory.oom_killed && !matches!(finished.outcome, Outcome::Success { .. }) {
         finished.outcome = Outcome::OutOfMemory;
     }
-    if finished.delivered {
-        log_line(&logs, &format!("END RequestId: {request_id}"));
+    if rie {
+        // The RIE printed its own START/END/REPORT (with a made-up memory figure); add the real one.
+        if let Some(peak) = memory.peak_bytes {
+            log_line(
+                &logs,
+                &format!(
+                    "lamina: Max Memory Used (measured): {} MB",
+                    peak.div_ceil(1024 * 1024)
+                ),
+            );
+        }
+    } else {
+        if finished.delivered {
+            log_line(&logs, &format!("END RequestId: {request_id}"));
+        }
+        log_line(
+            &logs,
+            &invoke::report_line(&request_id, &finished, plan.memory_size, memory.peak_bytes),
+        );
     }
-    log_line(
-        &logs,
-        &invoke::report_line(&request_id, &finished, plan.memory_size, memory.peak_bytes),
-    );
     let presentation = invoke::present(
         &finished.outcome,
         &request_id,
@@ -219,15 +252,15 @@ pub fn run(
     Ok(presentation.exit_code)
 }
 
+/// How `--emulator rie` starts the image's Runtime Interface Emulator.
+const RIE_COMMAND: [&str; 3] = ["/usr/local/bin/aws-lambda-rie", "--log-level", "error"];
+
 fn check_supported(plan: &InvokePlan) -> Result<(), RunError> {
     let not_yet = |what: &str| {
         Err(RunError::Unsupported(format!(
             "{what} is not supported yet (the plan is right: see --dry-run)"
         )))
     };
-    if plan.emulator == EmulatorKind::Rie {
-        return not_yet("--emulator rie");
-    }
     if !plan.layers.is_empty() {
         return not_yet("running a function with Layers");
     }
@@ -303,7 +336,23 @@ fn spec_inputs(
         .entry_point
         .clone()
         .unwrap_or_else(|| config.entrypoint.clone());
+    let rie = plan.emulator == EmulatorKind::Rie;
     let args: Vec<String> = match plan.package_type {
+        // The image's RIE, started as SAM starts its own: for a Zip function it finds the bootstrap
+        // (/var/task, /opt, /var/runtime) and takes the handler from AWS_LAMBDA_FUNCTION_HANDLER.
+        PackageType::Zip if rie => RIE_COMMAND.iter().map(|s| s.to_string()).collect(),
+        PackageType::Image if rie => {
+            let command = image_config
+                .command
+                .clone()
+                .unwrap_or_else(|| config.cmd.clone());
+            RIE_COMMAND
+                .iter()
+                .map(|s| s.to_string())
+                .chain(entrypoint.clone())
+                .chain(command)
+                .collect()
+        }
         // Zip, custom runtime: Lambda runs the function's own bootstrap (the image has none).
         PackageType::Zip
             if plan
@@ -351,7 +400,11 @@ fn spec_inputs(
     for (key, value) in &plan.environment {
         env.insert(key.clone(), value.clone());
     }
-    env.insert("AWS_LAMBDA_RUNTIME_API".into(), api_address.to_string());
+    if rie {
+        env.shift_remove("AWS_LAMBDA_RUNTIME_API");
+    } else {
+        env.insert("AWS_LAMBDA_RUNTIME_API".into(), api_address.to_string());
+    }
     let cwd = image_config
         .working_directory
         .clone()
@@ -389,7 +442,10 @@ fn spec_inputs(
                 "lamina".to_string(),
                 hook::HOOK_COMMAND.to_string(),
                 paths.bundle.join("api.sock").display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(rie.then(|| hook::NETNS_ONLY.to_string()))
+            .collect(),
         )
     });
     let extra_mounts = plan

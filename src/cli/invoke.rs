@@ -18,7 +18,10 @@ pub fn main(argv: Vec<OsString>) -> u8 {
             .get(2)
             .map(std::path::PathBuf::from)
             .unwrap_or_default();
-        return u8::try_from(crate::sandbox::hook::run(&socket)).unwrap_or(1);
+        let bind_api = argv
+            .get(3)
+            .is_none_or(|a| a != crate::sandbox::hook::NETNS_ONLY);
+        return u8::try_from(crate::sandbox::hook::run(&socket, bind_api)).unwrap_or(1);
     }
     let env = |name: &str| std::env::var(name).ok();
     let debug =

@@ -3,6 +3,7 @@
 //! the result on stdout, START/END/REPORT on stderr, and an exit code that tells outcomes apart.
 
 pub mod pyjson;
+pub mod rie;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -20,10 +20,13 @@ pub const HOOK_COMMAND: &str = "__runtime-api-hook";
 /// Where the function's runtime finds the API, inside its namespace (as in Lambda).
 pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
 
+/// The hook's flag that skips the Runtime API socket (when the image's own RIE serves it).
+pub const NETNS_ONLY: &str = "--netns-only";
+
 /// The hook's body. Returns the process exit code (non-zero makes `build()` fail with our message
 /// on the container's stderr).
-pub fn run(socket: &Path) -> i32 {
-    match serve_socket(socket) {
+pub fn run(socket: &Path, bind_api: bool) -> i32 {
+    match serve_socket(socket, bind_api) {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("lamina: cannot place the Runtime API in the sandbox: {err}");
@@ -32,12 +35,17 @@ pub fn run(socket: &Path) -> i32 {
     }
 }
 
-fn serve_socket(socket: &Path) -> std::io::Result<()> {
+fn serve_socket(socket: &Path, bind_api: bool) -> std::io::Result<()> {
     loopback_up()?;
-    let listener = TcpListener::bind(RUNTIME_API_ADDRESS)?;
+    let listener = if bind_api {
+        Some(TcpListener::bind(RUNTIME_API_ADDRESS)?)
+    } else {
+        None
+    };
     let netns = std::fs::File::open("/proc/self/ns/net")?;
     let stream = UnixStream::connect(socket)?;
-    let fds = [listener.as_raw_fd(), netns.as_raw_fd()];
+    let mut fds = vec![netns.as_raw_fd()];
+    fds.extend(listener.as_ref().map(|l| l.as_raw_fd()));
     sendmsg::<()>(
         stream.as_raw_fd(),
         &[IoSlice::new(b"L")],
@@ -78,7 +86,8 @@ fn loopback_up() -> std::io::Result<()> {
 
 /// What the hook sent back.
 pub struct Placed {
-    pub listener: TcpListener,
+    /// The Runtime API socket, unless the hook ran with `--netns-only`.
+    pub listener: Option<TcpListener>,
     /// The function's network namespace (for forwarding debug ports into it later).
     pub netns: OwnedFd,
 }
@@ -109,18 +118,19 @@ pub fn receive(listener: &UnixListener) -> std::io::Result<Placed> {
             fds.extend(received);
         }
     }
-    let [listener_fd, netns_fd] = fds[..] else {
-        return Err(std::io::Error::other(format!(
-            "the hook sent {} descriptors instead of 2",
+    // SAFETY: the descriptors were just received and belong to nobody else.
+    match fds[..] {
+        [netns] => Ok(Placed {
+            listener: None,
+            netns: unsafe { OwnedFd::from_raw_fd(netns) },
+        }),
+        [netns, listener] => Ok(Placed {
+            listener: Some(unsafe { TcpListener::from_raw_fd(listener) }),
+            netns: unsafe { OwnedFd::from_raw_fd(netns) },
+        }),
+        _ => Err(std::io::Error::other(format!(
+            "the hook sent {} descriptors instead of 1 or 2",
             fds.len()
-        )));
-    };
-    // SAFETY: both descriptors were just received and belong to nobody else.
-    let (listener, netns) = unsafe {
-        (
-            TcpListener::from_raw_fd(listener_fd),
-            OwnedFd::from_raw_fd(netns_fd),
-        )
-    };
-    Ok(Placed { listener, netns })
+        ))),
+    }
 }

@@ -456,3 +456,51 @@ fn test_sandbox_image_function() {
     let out = invoke.run(&["Overridden"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// Request ids differ between runs; everything else must not.
+fn without_request_ids(text: &str) -> String {
+    let re =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    re.replace_all(text, "<request-id>").into_owned()
+}
+
+#[test]
+fn test_sandbox_parity_with_the_real_rie() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    for (function, event, code) in [
+        ("Hello", None, 0),
+        ("Echo", Some(r#"{"name": "wörld ✓"}"#), 0),
+        ("Raise", None, 3),
+        ("Crash", None, 3),
+        ("Shell", Some(r#"{"n": 1}"#), 0),
+    ] {
+        let mut outputs = Vec::new();
+        for emulator in ["builtin", "rie"] {
+            let mut command = invoke.command(&[function, "--emulator", emulator]);
+            if let Some(event) = event {
+                command = command.arg("-e").arg("-").stdin(event);
+            }
+            let out = command.output();
+            invoke.assert_clean(&out);
+            assert_eq!(
+                out.code, code,
+                "{function} with {emulator}:\n{}",
+                out.stderr
+            );
+            if emulator == "rie" {
+                assert!(
+                    out.stderr.contains("Max Memory Used (measured): "),
+                    "{}",
+                    out.stderr
+                );
+            }
+            outputs.push(without_request_ids(&out.stdout));
+        }
+        assert_eq!(
+            outputs[0], outputs[1],
+            "{function}: builtin and the AWS RIE print the same"
+        );
+    }
+}
