@@ -504,3 +504,52 @@ fn test_sandbox_parity_with_the_real_rie() {
         );
     }
 }
+
+/// The function built with the Rust `lambda_runtime` crate (`scripts/build-rust-function`).
+fn rust_function() -> Option<PathBuf> {
+    match std::env::var("LAMINA_TEST_RUST_FUNCTION") {
+        Ok(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
+        _ => skip(
+            "LAMINA_TEST_RUST_FUNCTION does not name the built function (run scripts/build-rust-function)",
+        ),
+    }
+}
+
+#[test]
+fn test_sandbox_rust_lambda_runtime_client() {
+    let Some(env) = sandbox_env() else { return };
+    let Some(binary) = rust_function() else {
+        return;
+    };
+    let project = Project::empty()
+        .file(
+            "template.yaml",
+            "Resources:\n  RustFn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: provided.al2023\n      Handler: bootstrap\n      CodeUri: rust/\n      MemorySize: 192\n",
+        )
+        .dir("rust");
+    std::fs::copy(&binary, project.path().join("rust/bootstrap")).unwrap();
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke
+        .command(&["RustFn", "-e", "-"])
+        .stdin(r#"{"name": "ferris"}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value["hello"], "ferris");
+    assert_eq!(value["memory_mb"], 192);
+    assert_eq!(value["deadline_in_future"], true);
+    assert!(
+        value["function_arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:RustFn")
+    );
+    let out = invoke
+        .command(&["RustFn", "-e", "-"])
+        .stdin(r#"{"fail": true}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stdout.contains("asked to fail"), "{}", out.stdout);
+}
