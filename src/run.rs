@@ -87,7 +87,14 @@ pub fn run(
     std::fs::create_dir_all(&paths.bundle)
         .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
-    let inputs = spec_inputs(plan, &image, &paths, &api_address, host_network)?;
+    let inputs = match spec_inputs(plan, &image, &paths, &api_address, host_network) {
+        Ok(inputs) => inputs,
+        Err(err) => {
+            // Nothing may stay behind, also when the function cannot even be set up.
+            let _ = std::fs::remove_dir_all(&paths.bundle);
+            return Err(err);
+        }
+    };
     let invocation = Invocation {
         request_id: request_id.clone(),
         event: Bytes::from(plan.event.clone()),

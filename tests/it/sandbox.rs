@@ -553,3 +553,30 @@ fn test_sandbox_rust_lambda_runtime_client() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stdout.contains("asked to fail"), "{}", out.stdout);
 }
+
+#[test]
+fn test_sandbox_bad_functions_fail_clearly_and_leave_nothing() {
+    let Some(env) = sandbox_env() else { return };
+    let template = format!(
+        "Resources:\n  NoBootstrap:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: provided.al2023\n      Handler: x\n      CodeUri: empty/\n  NoEntrypoint:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n      ImageUri: {}/lamina-test/traps:1\n  Unreadable:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handler\n      CodeUri: locked/app.zip\n",
+        env.registry
+    );
+    let project = Project::empty()
+        .file("template.yaml", &template)
+        .dir("empty")
+        .dir("locked");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.command(&["NoBootstrap"]).fails(
+        1,
+        &["NoBootstrap", "no `bootstrap` file", "empty/bootstrap"],
+    );
+    invoke.assert_clean(&out);
+    let out = invoke
+        .command(&["NoEntrypoint"])
+        .fails(1, &["lamina-test/traps:1", "neither Entrypoint nor Cmd"]);
+    invoke.assert_clean(&out);
+    let out = invoke
+        .command(&["Unreadable"])
+        .fails(1, &["locked/app.zip", "Unreadable"]);
+    invoke.assert_clean(&out);
+}
