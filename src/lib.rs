@@ -6,6 +6,7 @@
 //!    everything about the run: the function, its runtime image (`runtimes`), code, layers, environment;
 //! 3. the sandbox and the Runtime API emulator run it (in progress; see README).
 
+pub mod artifacts;
 pub mod cli;
 pub mod emulator;
 pub mod env_vars;

@@ -81,6 +81,9 @@ pub struct InvokePlan {
     pub code_path: Option<PathBuf>,
     /// The archive `code_path` is unpacked from, when the code is a zip or jar.
     pub code_archive: Option<PathBuf>,
+    /// `InlineCode` / `Code.ZipFile`, written into `code_path` before the run.
+    #[serde(skip)]
+    pub inline_code: Option<String>,
     /// The image reference that runs, e.g. `public.ecr.aws/lambda/python:3.12`.
     pub image: String,
     pub image_config: ImageConfig,
@@ -313,6 +316,10 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         ephemeral_storage,
         code_path,
         code_archive,
+        inline_code: match &function.code {
+            Code::Inline(source) => Some(source.clone()),
+            _ => None,
+        },
         image,
         image_config,
         layers,

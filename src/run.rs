@@ -47,10 +47,14 @@ pub fn run(
     logs: LogSink,
     reporter: &dyn Reporter,
 ) -> Result<u8, RunError> {
-    check_supported(plan)?;
+    check_privileges()?;
     let phase_start = Instant::now();
     let image = pull(plan, env, reporter)?;
     let image_time = phase_start.elapsed();
+    crate::artifacts::ensure_code(plan, plan.inline_code.as_deref())
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env))
+        .map_err(|e| RunError::Other(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,7 +91,7 @@ pub fn run(
     std::fs::create_dir_all(&paths.bundle)
         .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
-    let inputs = match spec_inputs(plan, &image, &paths, &api_address, host_network) {
+    let inputs = match spec_inputs(plan, &image, &paths, &api_address, host_network, opt) {
         Ok(inputs) => inputs,
         Err(err) => {
             // Nothing may stay behind, also when the function cannot even be set up.
@@ -262,22 +266,8 @@ pub fn run(
 /// How `--emulator rie` starts the image's Runtime Interface Emulator.
 const RIE_COMMAND: [&str; 3] = ["/usr/local/bin/aws-lambda-rie", "--log-level", "error"];
 
-fn check_supported(plan: &InvokePlan) -> Result<(), RunError> {
-    let not_yet = |what: &str| {
-        Err(RunError::Unsupported(format!(
-            "{what} is not supported yet (the plan is right: see --dry-run)"
-        )))
-    };
-    if !plan.layers.is_empty() {
-        return not_yet("running a function with Layers");
-    }
-    if plan.code_archive.is_some() {
-        return not_yet("running zip or jar code");
-    }
-    if plan.package_type == PackageType::Zip && plan.code_path.as_ref().is_some_and(|p| !p.is_dir())
-    {
-        return not_yet("running InlineCode");
-    }
+/// Sandboxes need root until rootless invokes land (#5).
+fn check_privileges() -> Result<(), RunError> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(RunError::Unsupported(
@@ -336,6 +326,7 @@ fn spec_inputs(
     paths: &Paths,
     api_address: &str,
     host_network: bool,
+    opt: Option<std::path::PathBuf>,
 ) -> Result<SpecInputs, RunError> {
     let config = &image.meta.run_config;
     let image_config = &plan.image_config;
@@ -471,7 +462,7 @@ fn spec_inputs(
         } else {
             None
         },
-        opt: None,
+        opt,
         tmp_mb: plan.ephemeral_storage,
         hosts_file,
         resolv_file,

@@ -580,3 +580,109 @@ fn test_sandbox_bad_functions_fail_clearly_and_leave_nothing() {
         .fails(1, &["locked/app.zip", "Unreadable"]);
     invoke.assert_clean(&out);
 }
+
+fn zip_of(path: &Path, files: &[(&str, &str, u32)]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, text, mode) in files {
+        zip.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default().unix_permissions(*mode),
+        )
+        .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn test_sandbox_layers_zip_code_and_inline_code() {
+    let Some(env) = sandbox_env() else { return };
+    let template = "\
+Resources:
+  First:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layer-one/
+  Second:
+    Type: AWS::Lambda::LayerVersion
+    Properties:
+      Content: layer-two.zip
+  Layered:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: code.zip
+      Layers: [!Ref First, !Ref Second]
+  Inline:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      InlineCode: |
+        def handler(event, context):
+            return {'inline': True}
+  Published:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: code.zip
+      Layers: [arn:aws:lambda:us-east-1:123456789012:layer:published:3]
+";
+    let project = Project::empty()
+        .file("template.yaml", template)
+        .file("layer-one/python/shared.py", "WHO = 'layer one'\n")
+        .file("layer-one/python/only_one.py", "X = 1\n");
+    zip_of(
+        &project.path().join("layer-two.zip"),
+        &[("python/shared.py", "WHO = 'layer two'\n", 0o644)],
+    );
+    zip_of(
+        &project.path().join("code.zip"),
+        &[(
+            "app.py",
+            "import shared, only_one\n\ndef handler(event, context):\n    return {'who': shared.WHO, 'one': only_one.X}\n",
+            0o644,
+        )],
+    );
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.run(&["Layered"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout, r#"{"who": "layer two", "one": 1}"#,
+        "both layers at /opt, the later one wins"
+    );
+    assert!(out.stderr.contains("Decompressing"), "{}", out.stderr);
+    let merged = shared_cache().join("layers-v1");
+    let count = std::fs::read_dir(&merged).unwrap().count();
+    // Changing only the code reuses the merged layers.
+    zip_of(
+        &project.path().join("code.zip"),
+        &[(
+            "app.py",
+            "import shared\n\ndef handler(event, context):\n    return shared.WHO\n",
+            0o644,
+        )],
+    );
+    let out = invoke.run(&["Layered"]);
+    assert_eq!(out.stdout, r#""layer two""#, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_dir(&merged).unwrap().count(),
+        count,
+        "the layers were not merged again"
+    );
+
+    let out = invoke.run(&["Inline"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, r#"{"inline": true}"#);
+
+    invoke.command(&["Published"]).fails(
+        1,
+        &[
+            "arn:aws:lambda:us-east-1:123456789012:layer:published:3",
+            "not downloaded yet",
+        ],
+    );
+}
