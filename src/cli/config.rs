@@ -76,19 +76,30 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
     let cli_values = command_line_values(invoke_matches);
 
     let injected = injected_arguments(&config, invoke_matches);
-    if injected.is_empty() {
-        return Ok(ParsedInvoke {
-            args,
-            config,
-            parameter_overrides_from_cli,
-            template_from_cli,
-            docker_network_from_cli,
-            cli_values,
-            config_dir: config_dir.clone(),
-        });
-    }
+    let args = if injected.is_empty() {
+        args
+    } else {
+        reparse(&argv, &injected, &config)?
+    };
+    Ok(ParsedInvoke {
+        args,
+        config,
+        parameter_overrides_from_cli,
+        template_from_cli,
+        docker_network_from_cli,
+        cli_values,
+        config_dir,
+    })
+}
+
+/// Parses `argv` again with the samconfig arguments added before any `--`.
+fn reparse(
+    argv: &[OsString],
+    injected: &[(String, Vec<OsString>)],
+    config: &SamConfig,
+) -> Result<InvokeArgs, ParseError> {
     let with = |extra: &[OsString]| {
-        let mut argv = argv.clone();
+        let mut argv = argv.to_vec();
         let at = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
         argv.splice(at..at, extra.iter().cloned());
         argv
@@ -98,18 +109,7 @@ pub fn parse(argv: Vec<OsString>, cwd: &Path) -> Result<ParsedInvoke, ParseError
         .flat_map(|(_, args)| args.iter().cloned())
         .collect();
     match Cli::command().try_get_matches_from(with(&all)) {
-        Ok(matches) => {
-            let (args, _) = invoke_of(&matches)?;
-            Ok(ParsedInvoke {
-                args,
-                config,
-                parameter_overrides_from_cli,
-                template_from_cli,
-                docker_network_from_cli,
-                cli_values,
-                config_dir,
-            })
-        }
+        Ok(matches) => Ok(invoke_of(&matches)?.0),
         Err(err) => {
             // Name the samconfig key whose value clap refused, not a command-line option.
             let culprit = injected

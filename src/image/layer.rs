@@ -96,16 +96,9 @@ impl Unpacker {
                 path: shown.clone(),
                 source,
             };
-            let parent = self.resolve_parent(&parent_rel).map_err(|e| match e {
-                Resolve::Escape(reason) => LayerError::Escape {
-                    path: shown.clone(),
-                    reason,
-                },
-                Resolve::Io(source) => LayerError::Io {
-                    path: shown.clone(),
-                    source,
-                },
-            })?;
+            let parent = self
+                .resolve_parent(&parent_rel)
+                .map_err(|e| e.for_entry(&shown))?;
 
             let name_bytes = name.as_bytes();
             if name_bytes == b".wh..wh..opq" {
@@ -173,16 +166,7 @@ impl Unpacker {
                         })?;
                     let target_parent = self
                         .resolve_parent(target_rel.parent().unwrap_or(Path::new("")))
-                        .map_err(|e| match e {
-                            Resolve::Escape(reason) => LayerError::Escape {
-                                path: shown.clone(),
-                                reason,
-                            },
-                            Resolve::Io(source) => LayerError::Io {
-                                path: shown.clone(),
-                                source,
-                            },
-                        })?;
+                        .map_err(|e| e.for_entry(&shown))?;
                     let target = target_parent.join(target_rel.file_name().unwrap_or_default());
                     if target == dest {
                         continue;
@@ -332,6 +316,22 @@ impl Unpacker {
 enum Resolve {
     Escape(&'static str),
     Io(io::Error),
+}
+
+impl Resolve {
+    /// The layer error for the entry at `path`.
+    fn for_entry(self, path: &str) -> LayerError {
+        match self {
+            Resolve::Escape(reason) => LayerError::Escape {
+                path: path.to_string(),
+                reason,
+            },
+            Resolve::Io(source) => LayerError::Io {
+                path: path.to_string(),
+                source,
+            },
+        }
+    }
 }
 
 fn invalid(message: &str) -> io::Error {
