@@ -91,6 +91,7 @@ pub fn run(
     std::fs::create_dir_all(&paths.bundle)
         .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
+    let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
     let inputs = match spec_inputs(plan, &image, &paths, &api_address, host_network, opt) {
         Ok(inputs) => inputs,
         Err(err) => {
@@ -131,6 +132,7 @@ pub fn run(
     };
     let event = invocation.event.clone();
     let (api, events) = RuntimeApi::new(invocation);
+    api.expect_extensions(extensions.len());
     let stdout_fd = sandbox.stdout.take();
     let stderr_fd = sandbox.stderr.take();
     let finished = runtime.block_on(async {
@@ -263,6 +265,28 @@ pub fn run(
     Ok(presentation.exit_code)
 }
 
+/// The external extensions a function's layers bring: executable files in `/opt/extensions`.
+fn extensions_in(opt: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(opt.join("extensions")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| {
+            std::fs::metadata(e.path())
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Starts every external extension in the background, then execs the runtime (Lambda starts
+/// extensions first; the Runtime API holds the runtime's first event until they registered).
+const EXTENSION_LAUNCHER: &str = r#"for e in /opt/extensions/*; do if [ -f "$e" ] && [ -x "$e" ]; then "$e" & fi; done; exec "$@""#;
+
 /// How `--emulator rie` starts the image's Runtime Interface Emulator.
 const RIE_COMMAND: [&str; 3] = ["/usr/local/bin/aws-lambda-rie", "--log-level", "error"];
 
@@ -385,6 +409,26 @@ fn spec_inputs(
             }
             args
         }
+    };
+    // With extensions in the layers (and lamina serving the API), a shell starts them first.
+    let args = if !rie && opt.as_deref().is_some_and(|o| !extensions_in(o).is_empty()) {
+        if !image.rootfs.join("bin/sh").exists() {
+            return Err(RunError::Other(format!(
+                "the layers bring extensions, but image {} has no /bin/sh to start them",
+                plan.image
+            )));
+        }
+        [
+            "/bin/sh".to_string(),
+            "-c".into(),
+            EXTENSION_LAUNCHER.into(),
+            "lamina-extensions".into(),
+        ]
+        .into_iter()
+        .chain(args)
+        .collect()
+    } else {
+        args
     };
     // The image's variables, then lamina's (SAM's injected ones, the template's, the overrides).
     let mut env: indexmap::IndexMap<String, String> = config

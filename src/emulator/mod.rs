@@ -85,6 +85,10 @@ struct Shared {
     delivered: watch::Sender<Option<u64>>,
     /// Registered extensions: (identifier, whether it has been sent INVOKE).
     extensions: Mutex<Vec<(String, bool)>>,
+    /// How many extensions were started in `/opt/extensions`; init waits for them (Lambda does).
+    expected_extensions: std::sync::atomic::AtomicUsize,
+    /// How many extensions have registered and are waiting for their first event.
+    ready_extensions: watch::Sender<usize>,
 }
 
 /// The Runtime API for one invocation. Clone it freely; all clones share the state.
@@ -103,6 +107,8 @@ impl RuntimeApi {
             events,
             delivered,
             extensions: Mutex::new(Vec::new()),
+            expected_extensions: std::sync::atomic::AtomicUsize::new(0),
+            ready_extensions: watch::channel(0).0,
         };
         (
             RuntimeApi {
@@ -110,6 +116,14 @@ impl RuntimeApi {
             },
             receiver,
         )
+    }
+
+    /// Tells the API that `count` extensions were started: the runtime's first `/next` waits until
+    /// they have all registered and asked for their first event, as init does in Lambda.
+    pub fn expect_extensions(&self, count: usize) {
+        self.shared
+            .expected_extensions
+            .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped.

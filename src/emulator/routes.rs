@@ -82,6 +82,26 @@ fn is_known(parts: &[&str]) -> bool {
     )
 }
 
+/// Init is over when every started extension has registered and asked for its first event.
+async fn wait_for_extensions(shared: &Shared) {
+    let expected = shared
+        .expected_extensions
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if expected == 0 {
+        return;
+    }
+    let mut ready = shared.ready_extensions.subscribe();
+    let all_ready = ready.wait_for(|count| *count >= expected);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), all_ready)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "not all of the {expected} extensions in /opt/extensions registered within 10 s; starting the invoke anyway"
+        );
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,6 +122,7 @@ async fn next(shared: &Shared) -> Reply {
         // The runtime is done with the only invocation; it waits for one that never comes.
         RuntimeState::ResponseSent => std::future::pending::<()>().await,
     }
+    wait_for_extensions(shared).await;
     let deadline = {
         let mut current = shared.state.lock().expect("state lock");
         if *current == RuntimeState::Started {
@@ -393,6 +414,15 @@ async fn extension_next(shared: &Shared, request: Request<Incoming>) -> Reply {
                 "Unknown Lambda-Extension-Identifier",
             ),
         );
+    }
+    let first_call = !shared
+        .extensions
+        .lock()
+        .expect("extensions lock")
+        .iter()
+        .any(|(known, invoked)| *known == id && *invoked);
+    if first_call && shared.delivered.borrow().is_none() {
+        shared.ready_extensions.send_modify(|count| *count += 1);
     }
     let mut delivered = shared.delivered.subscribe();
     let deadline = loop {

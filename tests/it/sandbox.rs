@@ -686,3 +686,56 @@ Resources:
         ],
     );
 }
+
+#[test]
+fn test_sandbox_extensions_from_layers() {
+    let Some(env) = sandbox_env() else { return };
+    let extension = r#"#!/var/lang/bin/python3
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+req = urllib.request.Request(api + "/register", data=json.dumps({"events": ["INVOKE"]}).encode(),
+                             headers={"Lambda-Extension-Name": "probe"}, method="POST")
+with urllib.request.urlopen(req) as r:
+    ext_id = r.headers["Lambda-Extension-Identifier"]
+    print("EXTENSION registered for", json.load(r)["functionName"], flush=True)
+open("/tmp/extension-registered", "w").close()
+while True:
+    with urllib.request.urlopen(urllib.request.Request(api + "/event/next", headers={"Lambda-Extension-Identifier": ext_id})) as r:
+        event = json.load(r)
+        print("EXTENSION got", event["eventType"], flush=True)
+        with open("/tmp/extension-saw", "w") as f:
+            f.write(event["requestId"])
+"#;
+    let handler = "import os, time\n\ndef handler(event, context):\n    registered_before = os.path.exists('/tmp/extension-registered')\n    for _ in range(200):\n        if os.path.exists('/tmp/extension-saw'):\n            return {'registered_before_the_event': registered_before, 'extension_saw_this_request': open('/tmp/extension-saw').read() == context.aws_request_id}\n        time.sleep(0.01)\n    return {'registered_before_the_event': registered_before, 'extension_saw_this_request': False}\n";
+    let project = Project::empty()
+        .file(
+            "template.yaml",
+            "Resources:\n  Ext:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: ext/\n  WithExtension:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handler\n      CodeUri: code/\n      Layers: [!Ref Ext]\n",
+        )
+        .file("ext/extensions/probe", extension)
+        .file("code/app.py", handler);
+    std::fs::set_permissions(
+        project.path().join("ext/extensions/probe"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke.run(&["WithExtension"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout, r#"{"registered_before_the_event": true, "extension_saw_this_request": true}"#,
+        "init waits for the extension, which then sees the invoke:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("EXTENSION registered for WithExtension"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("EXTENSION got INVOKE"),
+        "{}",
+        out.stderr
+    );
+}
