@@ -31,3 +31,5 @@ pub const LAMINA_RUNTIME_DIR: &str = "LAMINA_RUNTIME_DIR";
 pub const LAMINA_CGROUP_PARENT: &str = "LAMINA_CGROUP_PARENT";
 /// `1` prints where an invoke's time went (`lamina timings: ...`) to the log stream.
 pub const LAMINA_TIMINGS: &str = "LAMINA_TIMINGS";
+/// A host `aws-lambda-rie` binary for `--emulator rie` (mounted at /var/rapid/aws-lambda-rie).
+pub const LAMINA_RIE_PATH: &str = "LAMINA_RIE_PATH";

@@ -88,11 +88,25 @@ pub fn run(
             .to_string(),
         None => hook::RUNTIME_API_ADDRESS.to_string(),
     };
+    let (rie_path, rie_host) = if plan.emulator == EmulatorKind::Rie {
+        rie_binary(&image, env)?
+    } else {
+        (String::new(), None)
+    };
     std::fs::create_dir_all(&paths.bundle)
         .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
     let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
-    let inputs = match spec_inputs(plan, &image, &paths, &api_address, host_network, opt) {
+    let inputs = match spec_inputs(
+        plan,
+        &image,
+        &paths,
+        &api_address,
+        host_network,
+        opt,
+        rie_host,
+        &rie_path,
+    ) {
         Ok(inputs) => inputs,
         Err(err) => {
             // Nothing may stay behind, also when the function cannot even be set up.
@@ -288,7 +302,38 @@ fn extensions_in(opt: &std::path::Path) -> Vec<String> {
 const EXTENSION_LAUNCHER: &str = r#"for e in /opt/extensions/*; do if [ -f "$e" ] && [ -x "$e" ]; then "$e" & fi; done; exec "$@""#;
 
 /// How `--emulator rie` starts the image's Runtime Interface Emulator.
-const RIE_COMMAND: [&str; 3] = ["/usr/local/bin/aws-lambda-rie", "--log-level", "error"];
+const RIE_IN_IMAGE: &str = "/usr/local/bin/aws-lambda-rie";
+/// Where a host RIE binary (`LAMINA_RIE_PATH`) is mounted, as SAM mounts its own copy.
+const RIE_MOUNTED: &str = "/var/rapid/aws-lambda-rie";
+
+/// The RIE to run: a host binary from `LAMINA_RIE_PATH` (mounted read-only at /var/rapid, as SAM
+/// does), else the image's own.
+fn rie_binary(
+    image: &CachedImage,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Option<std::path::PathBuf>), RunError> {
+    if let Some(host) = env(crate::env_vars::LAMINA_RIE_PATH).filter(|p| !p.is_empty()) {
+        let host = std::path::PathBuf::from(host);
+        if !host.is_file() {
+            return Err(RunError::Other(format!(
+                "LAMINA_RIE_PATH: {} is not a file",
+                host.display()
+            )));
+        }
+        return Ok((RIE_MOUNTED.into(), Some(host)));
+    }
+    if image
+        .rootfs
+        .join(RIE_IN_IMAGE.trim_start_matches('/'))
+        .exists()
+    {
+        return Ok((RIE_IN_IMAGE.into(), None));
+    }
+    Err(RunError::Other(format!(
+        "--emulator rie: image {} has no {RIE_IN_IMAGE}; set LAMINA_RIE_PATH to an aws-lambda-rie binary (the aws-sam-cli wheel has one in samcli/local/rapid/)",
+        image.reference
+    )))
+}
 
 /// Sandboxes need root until rootless invokes land (#5).
 fn check_privileges() -> Result<(), RunError> {
@@ -351,8 +396,14 @@ fn spec_inputs(
     api_address: &str,
     host_network: bool,
     opt: Option<std::path::PathBuf>,
+    rie_host: Option<std::path::PathBuf>,
+    rie_path: &str,
 ) -> Result<SpecInputs, RunError> {
     let config = &image.meta.run_config;
+    let rie_command: Vec<String> = [rie_path, "--log-level", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let image_config = &plan.image_config;
     let entrypoint = image_config
         .entry_point
@@ -362,15 +413,15 @@ fn spec_inputs(
     let args: Vec<String> = match plan.package_type {
         // The image's RIE, started as SAM starts its own: for a Zip function it finds the bootstrap
         // (/var/task, /opt, /var/runtime) and takes the handler from AWS_LAMBDA_FUNCTION_HANDLER.
-        PackageType::Zip if rie => RIE_COMMAND.iter().map(|s| s.to_string()).collect(),
+        PackageType::Zip if rie => rie_command.clone(),
         PackageType::Image if rie => {
             let command = image_config
                 .command
                 .clone()
                 .unwrap_or_else(|| config.cmd.clone());
-            RIE_COMMAND
-                .iter()
-                .map(|s| s.to_string())
+            rie_command
+                .clone()
+                .into_iter()
                 .chain(entrypoint.clone())
                 .chain(command)
                 .collect()
@@ -495,7 +546,10 @@ fn spec_inputs(
         .as_ref()
         .and_then(|d| d.debugger_path.clone())
         .map(|p| vec![(p, "/tmp/lambci_debug_files".to_string())])
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .chain(rie_host.map(|host| (host, RIE_MOUNTED.to_string())))
+        .collect();
     Ok(SpecInputs {
         rootfs: image.rootfs.clone(),
         args,

@@ -739,3 +739,38 @@ while True:
         out.stderr
     );
 }
+
+#[test]
+fn test_sandbox_rie_from_a_host_binary() {
+    let Some(env) = sandbox_env() else { return };
+    let images = std::env::var("LAMINA_TEST_IMAGES")
+        .unwrap_or_else(|_| "/var/cache/lamina-test-images".into());
+    let Some(rie) = std::fs::read_dir(Path::new(&images).join(".cache"))
+        .ok()
+        .and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("aws-lambda-rie-x86_64"))
+            })
+        })
+    else {
+        skip::<()>("no aws-lambda-rie binary in the test image cache (scripts/build-test-images)");
+        return;
+    };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke
+        .command(&["Hello", "--emulator", "rie"])
+        .env("LAMINA_RIE_PATH", rie.to_str().unwrap())
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"statusCode": 200, "body": "{\"message\": \"hello world\"}"}"#
+    );
+    invoke
+        .command(&["Hello", "--emulator", "rie"])
+        .env("LAMINA_RIE_PATH", "/nonexistent/aws-lambda-rie")
+        .fails(1, &["LAMINA_RIE_PATH", "/nonexistent/aws-lambda-rie"]);
+}
