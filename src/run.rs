@@ -97,16 +97,14 @@ pub fn run(
         .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
     let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
-    let inputs = match spec_inputs(
-        plan,
-        &image,
-        &paths,
-        &api_address,
+    let setup = Setup {
+        api_address: &api_address,
         host_network,
         opt,
+        rie_path,
         rie_host,
-        &rie_path,
-    ) {
+    };
+    let inputs = match spec_inputs(plan, &image, &paths, setup) {
         Ok(inputs) => inputs,
         Err(err) => {
             // Nothing may stay behind, also when the function cannot even be set up.
@@ -389,16 +387,32 @@ fn function_arn(plan: &InvokePlan) -> String {
 }
 
 /// The container's command line, environment and mounts.
+/// What the sandbox is given besides the plan and the image.
+struct Setup<'a> {
+    /// `AWS_LAMBDA_RUNTIME_API` for the function.
+    api_address: &'a str,
+    host_network: bool,
+    /// The merged layers, mounted at `/opt`.
+    opt: Option<std::path::PathBuf>,
+    /// `--emulator rie`: the RIE's path in the sandbox, and the host binary to mount there.
+    rie_path: String,
+    rie_host: Option<std::path::PathBuf>,
+}
+
 fn spec_inputs(
     plan: &InvokePlan,
     image: &CachedImage,
     paths: &Paths,
-    api_address: &str,
-    host_network: bool,
-    opt: Option<std::path::PathBuf>,
-    rie_host: Option<std::path::PathBuf>,
-    rie_path: &str,
+    setup: Setup,
 ) -> Result<SpecInputs, RunError> {
+    let Setup {
+        api_address,
+        host_network,
+        opt,
+        rie_path,
+        rie_host,
+    } = setup;
+    let rie_path = rie_path.as_str();
     let config = &image.meta.run_config;
     let rie_command: Vec<String> = [rie_path, "--log-level", "error"]
         .iter()
