@@ -47,7 +47,7 @@ pub fn run(
     logs: LogSink,
     reporter: &dyn Reporter,
 ) -> Result<u8, RunError> {
-    check_privileges()?;
+    let can_limit_memory = check_privileges(env)?;
     let phase_start = Instant::now();
     let image = pull(plan, env, reporter)?;
     let image_time = phase_start.elapsed();
@@ -55,11 +55,6 @@ pub fn run(
         .map_err(|e| RunError::Other(e.to_string()))?;
     let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env))
         .map_err(|e| RunError::Other(e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Other(format!("cannot start the async runtime: {e}")))?;
 
     let (request_id, trace_id) = Invocation::new_ids();
     let id = format!("lamina-{}", &request_id[..13].replace('-', ""));
@@ -127,7 +122,24 @@ pub fn run(
 
     let started = Instant::now();
     let (mut sandbox, placed) = Sandbox::create(&id, &paths, &inputs)?;
+    // The async runtime starts only now: libcontainer forks in `create`, and a fork of a process
+    // whose other threads may hold locks (the allocator's, a logger's) can deadlock the child.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start the async runtime: {e}")))?;
     let create_time = started.elapsed();
+    if plan.memory_limit
+        && can_limit_memory
+        && sandbox::rootless::Identity::current().is_some()
+        && let Err(err) =
+            sandbox::rootless::limit_memory(&paths.cgroups_path, plan.memory_size * 1024 * 1024)
+    {
+        tracing::info!(
+            "Notice: cannot set the memory limit ({err}); the function runs without one"
+        );
+    }
     let rie = plan.emulator == EmulatorKind::Rie;
     let (listener, netns) = match (placed, host_listener) {
         (Some(placed), _) => (placed.listener, Some(placed.netns)),
@@ -334,15 +346,31 @@ fn rie_binary(
 }
 
 /// Sandboxes need root until rootless invokes land (#5).
-fn check_privileges() -> Result<(), RunError> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::Unsupported(
-            "running functions needs root for now; rootless invokes come next (see README, Status)"
-                .into(),
-        ));
+/// As another user than root: a cgroup subtree of one's own is needed on cgroup v1 (libcontainer
+/// creates a cgroup in every hierarchy); on v2 it only brings the memory limit. Returns whether the
+/// memory limit can be enforced.
+fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, RunError> {
+    let Some(me) = sandbox::rootless::Identity::current() else {
+        return Ok(true);
+    };
+    let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| sandbox::rootless::cgroup_parent(me.uid));
+    if sandbox::rootless::delegated(&parent) {
+        return Ok(true);
     }
-    Ok(())
+    let user = env("USER").unwrap_or_else(|| me.uid.to_string());
+    match sandbox::cgroup::version() {
+        sandbox::cgroup::Version::V1 => Err(RunError::Unsupported(format!(
+            "running as {user} (not root) needs a cgroup subtree of its own on this cgroup v1 host; create it once with: sudo lamina system setup-rootless --user {user}"
+        ))),
+        sandbox::cgroup::Version::V2 => {
+            tracing::info!(
+                "Notice: no delegated cgroup for {user}: the function runs without a memory limit (sudo lamina system setup-rootless --user {user} adds one); Max Memory Used is measured all the same"
+            );
+            Ok(false)
+        }
+    }
 }
 
 fn pull(
@@ -414,6 +442,7 @@ fn spec_inputs(
     } = setup;
     let rie_path = rie_path.as_str();
     let config = &image.meta.run_config;
+    let rootless = sandbox::rootless::Identity::current();
     let rie_command: Vec<String> = [rie_path, "--log-level", "error"]
         .iter()
         .map(|s| s.to_string())
@@ -579,12 +608,14 @@ fn spec_inputs(
         hosts_file,
         resolv_file,
         host_network,
-        memory_limit: plan.memory_limit.then(|| {
+        // Rootless, lamina writes the limit itself once the cgroup exists (see run).
+        memory_limit: (plan.memory_limit && rootless.is_none()).then(|| {
             (
                 plan.memory_size * 1024 * 1024,
                 sandbox::cgroup::can_limit_swap(),
             )
         }),
+        rootless: rootless.map(|me| (me.uid, me.gid)),
         cgroups_path: paths.cgroups_path.clone(),
         hook,
         extra_mounts,

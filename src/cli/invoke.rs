@@ -34,6 +34,9 @@ pub fn main(argv: Vec<OsString>) -> u8 {
     if argv.get(1).is_some_and(|a| a == "image") {
         return super::image::run(argv, &env);
     }
+    if argv.get(1).is_some_and(|a| a == "system") {
+        return system(argv);
+    }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     run(argv, cwd, &env, &mut stdin, &mut stdout)
@@ -131,6 +134,33 @@ fn save_params(
         serde_json::to_string(&parsed.cli_values).unwrap_or_default()
     );
     Ok(())
+}
+
+/// `lamina system ...`.
+fn system(argv: Vec<OsString>) -> u8 {
+    use clap::Parser;
+    let cli = match super::Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
+        }
+    };
+    let super::Command::System(super::SystemCommand::SetupRootless { user }) = cli.command else {
+        return fail("expected `lamina system setup-rootless`");
+    };
+    if crate::sandbox::rootless::Identity::current().is_some() {
+        return fail("lamina system setup-rootless must run as root (sudo)");
+    }
+    match crate::sandbox::rootless::setup(&user) {
+        Ok(done) => {
+            for line in done {
+                eprintln!("{line}");
+            }
+            exit::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
 }
 
 fn plan_failure(err: &PlanError) -> u8 {

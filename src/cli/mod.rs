@@ -39,6 +39,19 @@ pub enum Command {
     /// Manage the cache of Lambda runtime images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// One-time host setup.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// As root: give USER a cgroup subtree of its own, so that its invokes get memory limits
+    /// (and, on cgroup v1 hosts, can run at all).
+    SetupRootless {
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

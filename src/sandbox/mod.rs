@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod hook;
+pub mod rootless;
 pub mod spec;
 
 use std::os::fd::OwnedFd;
@@ -75,22 +76,26 @@ impl Paths {
         if let Some(dir) = env(crate::env_vars::LAMINA_RUNTIME_DIR).filter(|d| !d.is_empty()) {
             return PathBuf::from(dir);
         }
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            PathBuf::from("/run/lamina")
-        } else {
-            env("XDG_RUNTIME_DIR").map_or_else(
-                || std::env::temp_dir().join("lamina-run"),
-                |d| PathBuf::from(d).join("lamina"),
-            )
+        match rootless::Identity::current() {
+            None => PathBuf::from("/run/lamina"),
+            Some(me) => env("XDG_RUNTIME_DIR")
+                .filter(|d| !d.is_empty())
+                .map_or_else(
+                    || std::env::temp_dir().join(format!("lamina-run-{}", me.uid)),
+                    |d| PathBuf::from(d).join("lamina"),
+                ),
         }
     }
 
     pub fn for_invoke(id: &str, env: &dyn Fn(&str) -> Option<String>) -> Paths {
         let base = Paths::base(env);
+        let default_parent = rootless::Identity::current().map_or_else(
+            || "lamina".to_string(),
+            |me| rootless::cgroup_parent(me.uid),
+        );
         let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
             .filter(|p| !p.is_empty() && !p.contains('/'))
-            .unwrap_or_else(|| "lamina".into());
+            .unwrap_or(default_parent);
         Paths {
             bundle: base.join("bundles").join(id),
             state_root: base.join("containers"),
@@ -126,7 +131,9 @@ pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
         }
         let _ = std::fs::remove_dir_all(paths.state_root.join(&id));
         cgroup::remove_leaf(&paths.cgroups_path);
-        cgroup::remove_parent(&paths.cgroups_path);
+        if rootless::Identity::current().is_none() {
+            cgroup::remove_parent(&paths.cgroups_path);
+        }
         let _ = std::fs::remove_dir_all(entry.path());
     }
 }
@@ -208,7 +215,9 @@ impl Sandbox {
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&paths.bundle);
                 cgroup::remove_leaf(&inputs.cgroups_path);
-                cgroup::remove_parent(&inputs.cgroups_path);
+                if rootless::Identity::current().is_none() {
+                    cgroup::remove_parent(&inputs.cgroups_path);
+                }
                 return Err(create_error(err));
             }
         };
@@ -265,7 +274,9 @@ impl Sandbox {
         {
             tracing::warn!("could not delete sandbox {}: {err:?}", self.id);
         }
-        cgroup::remove_parent(&self.cgroups_path);
+        if rootless::Identity::current().is_none() {
+            cgroup::remove_parent(&self.cgroups_path);
+        }
         let _ = std::fs::remove_dir_all(&self.bundle);
     }
 }

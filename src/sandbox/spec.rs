@@ -48,6 +48,8 @@ pub struct SpecInputs {
     pub hook: Option<(PathBuf, Vec<String>)>,
     /// Extra read-only mounts (host path, container path), e.g. a debugger.
     pub extra_mounts: Vec<(PathBuf, String)>,
+    /// Run as this (non-root) host user, mapped to root in a user namespace.
+    pub rootless: Option<(u32, u32)>,
 }
 
 fn bind(source: &Path, destination: &str) -> Value {
@@ -67,7 +69,12 @@ pub fn build(inputs: &SpecInputs) -> Value {
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        if inputs.rootless.is_some() {
+            // gid 5 (tty) does not exist in a one-user namespace.
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]})
+        } else {
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]})
+        },
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", format!("size={}m", inputs.tmp_mb)]}),
@@ -108,6 +115,14 @@ pub fn build(inputs: &SpecInputs) -> Value {
         ],
         "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
     });
+    if let Some((uid, gid)) = inputs.rootless {
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("a list")
+            .push(json!({"type": "user"}));
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    }
     if let Some((bytes, limit_swap)) = inputs.memory_limit {
         // Swap equal to the limit means no swap at all, as in Lambda.
         let memory = if limit_swap {
@@ -177,6 +192,7 @@ mod tests {
                 ],
             )),
             extra_mounts: vec![],
+            rootless: None,
         }
     }
 
@@ -198,6 +214,37 @@ mod tests {
         // It is a valid OCI runtime spec for oci-spec (and so for libcontainer).
         let typed: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(spec).unwrap();
         assert!(typed.root().as_ref().unwrap().readonly().unwrap());
+    }
+
+    #[test]
+    fn test_spec_rootless_maps_the_user() {
+        let mut inputs = inputs();
+        inputs.rootless = Some((1001, 1002));
+        inputs.memory_limit = None;
+        let spec = build(&inputs);
+        assert_eq!(
+            spec["linux"]["uidMappings"],
+            json!([{"containerID": 0, "hostID": 1001, "size": 1}])
+        );
+        assert_eq!(
+            spec["linux"]["gidMappings"],
+            json!([{"containerID": 0, "hostID": 1002, "size": 1}])
+        );
+        assert!(
+            spec["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"type": "user"}))
+        );
+        let pts = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/pts")
+            .unwrap();
+        assert!(!pts["options"].as_array().unwrap().contains(&json!("gid=5")));
+        let typed: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(spec).unwrap();
+        assert!(typed.linux().is_some());
     }
 
     #[test]

@@ -774,3 +774,175 @@ fn test_sandbox_rie_from_a_host_binary() {
         .env("LAMINA_RIE_PATH", "/nonexistent/aws-lambda-rie")
         .fails(1, &["LAMINA_RIE_PATH", "/nonexistent/aws-lambda-rie"]);
 }
+
+/// Rootless invokes: CI creates an unprivileged user (`LAMINA_TEST_ROOTLESS_USER`) and gives it a
+/// cgroup subtree with `lamina system setup-rootless`; the same functions must print the same.
+#[test]
+fn test_sandbox_rootless_gives_the_same_results() {
+    let Some(env) = sandbox_env() else { return };
+    let Ok(user) = std::env::var("LAMINA_TEST_ROOTLESS_USER") else {
+        skip::<()>("LAMINA_TEST_ROOTLESS_USER is not set (.ci/run creates the user)");
+        return;
+    };
+    let account = nix::unistd::User::from_name(&user)
+        .unwrap()
+        .expect("the rootless test user exists");
+    // Everything the user needs, in a place it can read: the binary, the project, its own cache.
+    let place = tempfile::Builder::new()
+        .prefix("lamina-rootless-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let chown_all = |path: &Path| {
+        std::process::Command::new("chown")
+            .args(["-R", &format!("{}:{}", account.uid, account.gid)])
+            .arg(path)
+            .status()
+            .unwrap();
+    };
+    std::fs::set_permissions(
+        place.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let binary = place.path().join("lamina");
+    std::fs::copy(env!("CARGO_BIN_EXE_lamina"), &binary).unwrap();
+    let project = Project::fixture("behaviours");
+    let project_copy = place.path().join("project");
+    std::process::Command::new("cp")
+        .args(["-r"])
+        .arg(project.path())
+        .arg(&project_copy)
+        .status()
+        .unwrap();
+    chown_all(place.path());
+
+    let setup = std::process::Command::new(&binary)
+        .args(["system", "setup-rootless", "--user", &user])
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    let root_invoke = Invoke::new(&project, &env);
+    for (function, event, code) in [
+        ("Hello", None, 0),
+        ("Echo", Some(r#"{"n": "ü"}"#), 0),
+        ("Raise", None, 3),
+        ("Hog", None, 5),
+        ("Shell", Some("{}"), 0),
+    ] {
+        let mut as_root = root_invoke.command(&[function]);
+        let mut command = std::process::Command::new("runuser");
+        command
+            .args([
+                "-u",
+                &user,
+                "--",
+                "env",
+                "-i",
+                &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+            ])
+            .arg(format!("HOME={}", account.dir.display()))
+            .arg(format!(
+                "LAMINA_CACHE_DIR={}",
+                place.path().join("cache").display()
+            ))
+            .arg(format!(
+                "LAMINA_REGISTRY_MIRROR=public.ecr.aws=http://{}",
+                env.registry
+            ))
+            .arg(&binary)
+            .args(["local", "invoke", function])
+            .current_dir(&project_copy)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(event) = event {
+            as_root = as_root.arg("-e").arg("-").stdin(event);
+            command
+                .args(["-e", "-"])
+                .stdin(std::process::Stdio::piped());
+        } else {
+            command.stdin(std::process::Stdio::null());
+        }
+        let mut child = command.spawn().unwrap();
+        if let Some(event) = event {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(event.as_bytes())
+                .unwrap();
+        }
+        let rootless = child.wait_with_output().unwrap();
+        let rootless_stdout = String::from_utf8_lossy(&rootless.stdout).into_owned();
+        let rootless_stderr = String::from_utf8_lossy(&rootless.stderr).into_owned();
+        assert_eq!(
+            rootless.status.code(),
+            Some(code),
+            "{function} as {user}:\n{rootless_stderr}"
+        );
+        let root = as_root.output();
+        assert_eq!(root.code, code, "{function} as root:\n{}", root.stderr);
+        assert_eq!(
+            without_request_ids(&rootless_stdout),
+            without_request_ids(&root.stdout),
+            "{function}: rootless and root print the same"
+        );
+    }
+    // Without a cgroup subtree of its own, a v1 host says what to run, once.
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let out = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                &user,
+                "--",
+                "env",
+                "-i",
+                "LAMINA_CGROUP_PARENT=lamina-not-set-up",
+            ])
+            .arg(format!(
+                "LAMINA_CACHE_DIR={}",
+                place.path().join("cache").display()
+            ))
+            .arg(format!(
+                "LAMINA_REGISTRY_MIRROR=public.ecr.aws=http://{}",
+                env.registry
+            ))
+            .arg(&binary)
+            .args(["local", "invoke", "Hello"])
+            .current_dir(&project_copy)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("sudo lamina system setup-rootless --user"),
+            "{stderr}"
+        );
+    }
+    // Nothing of the user's invokes is left.
+    let run_dir = PathBuf::from(format!("/tmp/lamina-run-{}", account.uid));
+    for dir in ["bundles", "containers"] {
+        let left: Vec<_> = std::fs::read_dir(run_dir.join(dir))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    let cgroups: Vec<_> =
+        std::fs::read_dir(format!("/sys/fs/cgroup/memory/lamina-{}", account.uid))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+    assert!(
+        cgroups.is_empty(),
+        "sandbox cgroups left behind: {cgroups:?}"
+    );
+}

@@ -1,0 +1,142 @@
+//! Running sandboxes as an ordinary user: a user namespace that maps the user to root inside, and
+//! a cgroup subtree the user owns (prepared once by root with `lamina system setup-rootless`), in
+//! which lamina writes the memory limit itself (a rootless process may not write the v1 `devices`
+//! controller, which libcontainer touches whenever the spec has resources).
+
+use std::path::{Path, PathBuf};
+
+use super::cgroup::{self, Version};
+
+/// The user lamina runs as, when that is not root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Identity {
+    /// `None` for root.
+    pub fn current() -> Option<Identity> {
+        // SAFETY: getters without failure modes.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        (uid != 0).then_some(Identity { uid, gid })
+    }
+}
+
+/// The cgroup every sandbox of `uid` lives under (`/lamina-<uid>`).
+pub fn cgroup_parent(uid: u32) -> String {
+    format!("lamina-{uid}")
+}
+
+/// The controller directories a v1 host has (deduplicated: `cpu` and `cpuacct` may be one).
+fn v1_controllers() -> Vec<PathBuf> {
+    let mut seen = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return seen;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "unified" || name == "systemd" {
+            continue;
+        }
+        if let Ok(real) = std::fs::canonicalize(entry.path())
+            && !seen.contains(&real)
+            && real.join("cgroup.procs").exists()
+        {
+            seen.push(real);
+        }
+    }
+    seen
+}
+
+/// Whether `uid` has a cgroup subtree of its own for sandboxes (and so a memory limit).
+pub fn delegated(parent: &str) -> bool {
+    let check = |dir: &Path| {
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+            return false;
+        };
+        // SAFETY: access(2) on a valid C string.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    match cgroup::version() {
+        Version::V1 => {
+            let controllers = v1_controllers();
+            !controllers.is_empty() && controllers.iter().all(|c| check(&c.join(parent)))
+        }
+        Version::V2 => check(&Path::new("/sys/fs/cgroup").join(parent)),
+    }
+}
+
+/// `lamina system setup-rootless --user NAME` (as root): creates `/lamina-<uid>` in every cgroup
+/// hierarchy and gives it to the user. Returns what it did, one line each.
+pub fn setup(user: &str) -> Result<Vec<String>, String> {
+    let account = nix::unistd::User::from_name(user)
+        .map_err(|e| format!("cannot look up user {user}: {e}"))?
+        .ok_or_else(|| format!("no user named {user}"))?;
+    let (uid, gid) = (account.uid, account.gid);
+    let parent = cgroup_parent(uid.as_raw());
+    let mut done = Vec::new();
+    let mut give = |dir: &Path| -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(
+            std::fs::read_dir(dir)
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .map(|e| e.path()),
+        );
+        for path in paths {
+            nix::unistd::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+        }
+        done.push(format!("{} -> {user}", dir.display()));
+        Ok(())
+    };
+    match cgroup::version() {
+        Version::V1 => {
+            for controller in v1_controllers() {
+                let dir = controller.join(&parent);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                // cpuset children start empty: copy the parent's CPUs and memory nodes.
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    if let Ok(value) = std::fs::read_to_string(controller.join(file)) {
+                        std::fs::write(dir.join(file), value.trim()).map_err(|e| {
+                            format!("cannot write {}: {e}", dir.join(file).display())
+                        })?;
+                    }
+                }
+                give(&dir)?;
+            }
+        }
+        Version::V2 => {
+            let root = Path::new("/sys/fs/cgroup");
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory +pids");
+            let dir = root.join(&parent);
+            give(&dir)?;
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids");
+        }
+    }
+    Ok(done)
+}
+
+/// Writes the memory limit (no swap) of a rootless sandbox's cgroup, between create and start.
+pub fn limit_memory(cgroups_path: &str, bytes: u64) -> std::io::Result<()> {
+    let relative = cgroups_path.trim_start_matches('/');
+    match cgroup::version() {
+        Version::V1 => {
+            let dir = Path::new("/sys/fs/cgroup/memory").join(relative);
+            std::fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?;
+            if dir.join("memory.memsw.limit_in_bytes").exists() {
+                std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string())?;
+            }
+        }
+        Version::V2 => {
+            let dir = Path::new("/sys/fs/cgroup").join(relative);
+            std::fs::write(dir.join("memory.max"), bytes.to_string())?;
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+        }
+    }
+    Ok(())
+}
