@@ -61,11 +61,15 @@ pub fn run(
     sandbox::collect_garbage(env);
     let paths = Paths::for_invoke(&id, env);
     let host_network = plan.network == NetworkMode::Host;
-    if plan.network == NetworkMode::Private {
-        tracing::info!(
-            "Notice: outbound network access is not available yet; the function has loopback only (use --network host for the host's network)"
-        );
-    }
+    // `--network private`: outbound access through slirp4netns when it can run here.
+    let outbound = plan.network == NetworkMode::Private
+        && match sandbox::network::unavailable_reason() {
+            None => true,
+            Some(reason) => {
+                tracing::info!("Notice: the function has loopback only: {reason}");
+                false
+            }
+        };
 
     // In the host's network the Runtime API listens on a free loopback port instead of 9001.
     let host_listener = if host_network {
@@ -93,6 +97,7 @@ pub fn run(
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
     let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
     let setup = Setup {
+        outbound,
         api_address: &api_address,
         host_network,
         opt,
@@ -141,8 +146,19 @@ pub fn run(
         );
     }
     let rie = plan.emulator == EmulatorKind::Rie;
+    // Lives as long as the sandbox; dropping it stops slirp4netns.
+    let mut slirp_guard: Option<sandbox::network::Slirp> = None;
     let (listener, netns) = match (placed, host_listener) {
-        (Some(placed), _) => (placed.listener, Some(placed.netns)),
+        (Some(placed), _) => {
+            if outbound {
+                let userns = sandbox::rootless::Identity::current().map(|_| &placed.userns);
+                match sandbox::network::attach(&placed.netns, userns) {
+                    Ok(slirp) => slirp_guard = Some(slirp),
+                    Err(err) => tracing::info!("Notice: the function has loopback only: {err}"),
+                }
+            }
+            (placed.listener, Some(placed.netns))
+        }
         (None, listener) => (listener, None),
     };
     let listener = match (listener, rie) {
@@ -228,6 +244,8 @@ pub fn run(
     let (finished, start_time, ended) = finished;
     let memory = sandbox.memory();
     sandbox.destroy();
+    // slirp4netns goes with the namespace it served.
+    drop(slirp_guard);
     let teardown_time = ended.elapsed();
     if env(crate::env_vars::LAMINA_TIMINGS).is_some_and(|v| v == "1") {
         // For scripts/bench: where an invoke's time goes.
@@ -417,6 +435,8 @@ fn function_arn(plan: &InvokePlan) -> String {
 /// The container's command line, environment and mounts.
 /// What the sandbox is given besides the plan and the image.
 struct Setup<'a> {
+    /// slirp4netns will give the private network outbound access (DNS at 10.0.2.3).
+    outbound: bool,
     /// `AWS_LAMBDA_RUNTIME_API` for the function.
     api_address: &'a str,
     host_network: bool,
@@ -434,6 +454,7 @@ fn spec_inputs(
     setup: Setup,
 ) -> Result<SpecInputs, RunError> {
     let Setup {
+        outbound,
         api_address,
         host_network,
         opt,
@@ -551,13 +572,21 @@ fn spec_inputs(
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tlamina\n",
     );
+    if outbound {
+        hosts.push_str(&format!(
+            "{}\thost.docker.internal\n",
+            sandbox::network::HOST_LOOPBACK
+        ));
+    }
     for entry in &plan.add_hosts {
         if let Some((name, ip)) = entry.split_once(':') {
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
     let resolv_file = paths.bundle.join("resolv.conf");
-    let resolv = if plan.dns.is_empty() {
+    let resolv = if plan.dns.is_empty() && outbound {
+        format!("nameserver {}\n", sandbox::network::GUEST_DNS)
+    } else if plan.dns.is_empty() {
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     } else {
         plan.dns

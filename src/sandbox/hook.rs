@@ -43,8 +43,9 @@ fn serve_socket(socket: &Path, bind_api: bool) -> std::io::Result<()> {
         None
     };
     let netns = std::fs::File::open("/proc/self/ns/net")?;
+    let userns = std::fs::File::open("/proc/self/ns/user")?;
     let stream = UnixStream::connect(socket)?;
-    let mut fds = vec![netns.as_raw_fd()];
+    let mut fds = vec![netns.as_raw_fd(), userns.as_raw_fd()];
     fds.extend(listener.as_ref().map(|l| l.as_raw_fd()));
     sendmsg::<()>(
         stream.as_raw_fd(),
@@ -88,8 +89,10 @@ fn loopback_up() -> std::io::Result<()> {
 pub struct Placed {
     /// The Runtime API socket, unless the hook ran with `--netns-only`.
     pub listener: Option<TcpListener>,
-    /// The function's network namespace (for forwarding debug ports into it later).
+    /// The function's network namespace (for outbound networking and reaching ports inside).
     pub netns: OwnedFd,
+    /// The user namespace that owns it (slirp4netns joins both when rootless).
+    pub userns: OwnedFd,
 }
 
 /// Receives the hook's sockets; call after `build()` returned (the hook has connected by then).
@@ -104,7 +107,7 @@ pub fn receive(listener: &UnixListener) -> std::io::Result<Placed> {
     stream.set_nonblocking(false)?;
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut space = nix::cmsg_space!([RawFd; 3]);
     let message = recvmsg::<()>(
         stream.as_raw_fd(),
         &mut iov,
@@ -119,17 +122,21 @@ pub fn receive(listener: &UnixListener) -> std::io::Result<Placed> {
         }
     }
     // SAFETY: the descriptors were just received and belong to nobody else.
+    let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
     match fds[..] {
-        [netns] => Ok(Placed {
+        [netns, userns] => Ok(Placed {
             listener: None,
-            netns: unsafe { OwnedFd::from_raw_fd(netns) },
+            netns: own(netns),
+            userns: own(userns),
         }),
-        [netns, listener] => Ok(Placed {
+        [netns, userns, listener] => Ok(Placed {
+            // SAFETY: as above.
             listener: Some(unsafe { TcpListener::from_raw_fd(listener) }),
-            netns: unsafe { OwnedFd::from_raw_fd(netns) },
+            netns: own(netns),
+            userns: own(userns),
         }),
         _ => Err(std::io::Error::other(format!(
-            "the hook sent {} descriptors instead of 1 or 2",
+            "the hook sent {} descriptors instead of 2 or 3",
             fds.len()
         ))),
     }

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod hook;
+pub mod network;
 pub mod rootless;
 pub mod spec;
 

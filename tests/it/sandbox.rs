@@ -426,6 +426,30 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
             stderr: String::new(),
         };
         invoke.assert_clean(&out);
+        // Nothing that served the killed invoke survives it: no slirp4netns for its namespace.
+        if signal == libc::SIGKILL {
+            let pids = |_: ()| {
+                let out = std::process::Command::new("pgrep")
+                    .args(["-f", "^slirp4netns"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            let before = pids(());
+            // Other tests may run slirp4netns right now: only one that stays is a leftover.
+            std::thread::sleep(Duration::from_secs(3));
+            let survivors: Vec<String> = pids(())
+                .into_iter()
+                .filter(|p| before.contains(p))
+                .collect();
+            assert!(
+                survivors.is_empty(),
+                "slirp4netns outlived a killed lamina: {survivors:?}"
+            );
+        }
     }
 }
 
@@ -945,4 +969,64 @@ fn test_sandbox_rootless_gives_the_same_results() {
         cgroups.is_empty(),
         "sandbox cgroups left behind: {cgroups:?}"
     );
+}
+
+/// An HTTP server on the host's loopback that answers every request with `body`.
+fn host_http_server(body: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(16) {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let mut buffer = [0u8; 1024];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn test_sandbox_network_modes() {
+    let Some(env) = sandbox_env() else { return };
+    let port = host_http_server("hello from the host");
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let fetch = |network: &str, host: &str| {
+        let out = invoke
+            .command(&["Fetch", "-e", "-", "--network", network])
+            .stdin(&format!(r#"{{"host": "{host}", "port": {port}}}"#))
+            .output();
+        invoke.assert_clean(&out);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        (
+            serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap(),
+            out.stderr,
+        )
+    };
+    // Private: its own namespace, and the host's loopback as host.docker.internal (slirp4netns).
+    let (seen, stderr) = fetch("private", "host.docker.internal");
+    if stderr.contains("the function has loopback only") {
+        assert!(
+            !crate::util::must_work() || stderr.contains("/dev/net/tun"),
+            "slirp4netns should work here:\n{stderr}"
+        );
+    } else {
+        assert_eq!(seen["ok"], true, "{seen}\n{stderr}");
+        assert_eq!(seen["body"], "hello from the host");
+        assert_eq!(seen["interfaces"], serde_json::json!(["lo", "tap0"]));
+    }
+    // None: loopback only, the host is unreachable.
+    let (seen, _) = fetch("none", "host.docker.internal");
+    assert_eq!(seen["ok"], false, "{seen}");
+    assert_eq!(seen["interfaces"], serde_json::json!(["lo"]));
+    // Host: the host's own loopback.
+    let (seen, _) = fetch("host", "127.0.0.1");
+    assert_eq!(seen["ok"], true, "{seen}");
+    assert_eq!(seen["body"], "hello from the host");
 }
