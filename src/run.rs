@@ -148,6 +148,7 @@ pub fn run(
     let rie = plan.emulator == EmulatorKind::Rie;
     // Lives as long as the sandbox; dropping it stops slirp4netns.
     let mut slirp_guard: Option<sandbox::network::Slirp> = None;
+    let mut debug_forwards: Vec<Forward> = Vec::new();
     let (listener, netns) = match (placed, host_listener) {
         (Some(placed), _) => {
             if outbound {
@@ -156,6 +157,10 @@ pub fn run(
                     Ok(slirp) => slirp_guard = Some(slirp),
                     Err(err) => tracing::info!("Notice: the function has loopback only: {err}"),
                 }
+            }
+            if let Some(debug) = plan.debug.as_ref() {
+                let userns = sandbox::rootless::Identity::current().map(|_| &placed.userns);
+                debug_forwards = forward_listeners(&debug.ports, &placed.netns, userns)?;
             }
             (placed.listener, Some(placed.netns))
         }
@@ -187,6 +192,9 @@ pub fn run(
             }
             None => None,
         };
+        for forward in debug_forwards.drain(..) {
+            tokio::spawn(serve_forward(forward));
+        }
         let mut forwarders = Vec::new();
         for fd in [stdout_fd, stderr_fd].into_iter().flatten() {
             forwarders.push(tokio::spawn(forward(fd, logs.clone())));
@@ -305,6 +313,69 @@ pub fn run(
     // SAM writes a newline to the log stream after the response, keeping stdout exactly the payload.
     log_line(&logs, "");
     Ok(presentation.exit_code)
+}
+
+/// A debug port: a listener on the host's loopback and the sandbox to forward its connections into.
+struct Forward {
+    listener: std::net::TcpListener,
+    port: u16,
+    netns: std::os::fd::OwnedFd,
+    userns: Option<std::os::fd::OwnedFd>,
+}
+
+/// Binds every `--debug-port` on the host's 127.0.0.1 before the function starts, so that a
+/// debugger can attach from its first instruction; a port in use is a clear error.
+fn forward_listeners(
+    ports: &[u16],
+    netns: &std::os::fd::OwnedFd,
+    userns: Option<&std::os::fd::OwnedFd>,
+) -> Result<Vec<Forward>, RunError> {
+    let mut forwards = Vec::new();
+    for &port in ports {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+            RunError::Other(format!(
+                "debug port {port}: cannot listen on 127.0.0.1:{port}: {e}"
+            ))
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        let dup =
+            |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| RunError::Other(e.to_string()));
+        forwards.push(Forward {
+            listener,
+            port,
+            netns: dup(netns)?,
+            userns: userns.map(dup).transpose()?,
+        });
+    }
+    Ok(forwards)
+}
+
+/// Copies each connection to the debug port into the sandbox and back.
+async fn serve_forward(forward: Forward) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(forward.listener) else {
+        return;
+    };
+    let netns = std::sync::Arc::new(forward.netns);
+    let userns = std::sync::Arc::new(forward.userns);
+    while let Ok((mut outside, _)) = listener.accept().await {
+        let (netns, userns, port) = (netns.clone(), userns.clone(), forward.port);
+        tokio::spawn(async move {
+            let inside = tokio::task::spawn_blocking(move || {
+                sandbox::forward::connect_inside(&netns, (*userns).as_ref(), port)
+            })
+            .await;
+            let Ok(Ok(inside)) = inside else { return };
+            if inside.set_nonblocking(true).is_err() {
+                return;
+            }
+            let Ok(mut inside) = tokio::net::TcpStream::from_std(inside) else {
+                return;
+            };
+            let _ = tokio::io::copy_bidirectional(&mut outside, &mut inside).await;
+        });
+    }
 }
 
 /// The external extensions a function's layers bring: executable files in `/opt/extensions`.
@@ -489,6 +560,28 @@ fn spec_inputs(
                 .chain(entrypoint.clone())
                 .chain(command)
                 .collect()
+        }
+        // Debugging python, as SAM does: the interpreter with the debugger's arguments (e.g.
+        // `-m debugpy --listen 0.0.0.0:5890 --wait-for-client`) in front of the runtime's bootstrap.
+        PackageType::Zip
+            if plan.debug.is_some()
+                && plan
+                    .runtime
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("python")) =>
+        {
+            let debug_args = plan
+                .debug
+                .as_ref()
+                .map(|d| d.args.clone())
+                .unwrap_or_default();
+            std::iter::once(format!(
+                "/var/lang/bin/{}",
+                plan.runtime.as_deref().unwrap_or("python3")
+            ))
+            .chain(debug_args.into_iter().filter(|a| !a.is_empty()))
+            .chain(["/var/runtime/bootstrap.py".to_string()])
+            .collect()
         }
         // Zip, custom runtime: Lambda runs the function's own bootstrap (the image has none).
         PackageType::Zip

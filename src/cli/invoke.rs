@@ -23,6 +23,18 @@ pub fn main(argv: Vec<OsString>) -> u8 {
             .is_none_or(|a| a != crate::sandbox::hook::NETNS_ONLY);
         return u8::try_from(crate::sandbox::hook::run(&socket, bind_api)).unwrap_or(1);
     }
+    if argv
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::forward::CONNECT_COMMAND)
+    {
+        let port = argv
+            .get(2)
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let join_userns = argv.get(3).is_some_and(|a| a == "--userns");
+        return u8::try_from(crate::sandbox::forward::run_helper(port, join_userns)).unwrap_or(1);
+    }
     let env = |name: &str| std::env::var(name).ok();
     let debug =
         argv.iter().any(|a| a == "--debug") || env("SAM_DEBUG").is_some_and(|v| is_truthy(&v));

@@ -1030,3 +1030,61 @@ fn test_sandbox_network_modes() {
     assert_eq!(seen["ok"], true, "{seen}");
     assert_eq!(seen["body"], "hello from the host");
 }
+
+#[test]
+fn test_sandbox_debug_port_reaches_the_function() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    // A free port on the host's loopback, used inside the sandbox too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = invoke
+        .command(&["Listen", "-e", "-", "-d", &port.to_string()])
+        .stdin(&format!(r#"{{"port": {port}}}"#))
+        .spawn_piped();
+    // The forwarder listens before the function starts; retry until the function listens too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        use std::io::{BufRead, Write};
+        assert!(
+            Instant::now() < deadline,
+            "the function was never reached through -d {port}"
+        );
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            if stream.write_all(b"ping\n").is_ok() {
+                let mut line = String::new();
+                if std::io::BufReader::new(&stream)
+                    .read_line(&mut line)
+                    .is_ok()
+                    && !line.is_empty()
+                {
+                    break line;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(reply, "echo: ping\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"heard": "ping"}"#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Memory Size: 256 MB"), "{stderr}");
+    // A port that is taken is a clear error, and nothing is left behind.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let out = invoke
+        .command(&["Hello", "-d", &taken_port])
+        .fails(1, &["debug port", &taken_port]);
+    invoke.assert_clean(&out);
+}

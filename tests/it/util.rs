@@ -124,6 +124,19 @@ impl Run {
         self
     }
 
+    /// Starts the command with piped stdout and stderr, feeding it the stdin given.
+    pub fn spawn_piped(mut self) -> std::process::Child {
+        use std::io::Write;
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("lamina runs");
+        let data = self.stdin.take().unwrap_or_default();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        child
+    }
+
     /// Starts the command without waiting (stdout and stderr are discarded).
     pub fn spawn(mut self) -> std::process::Child {
         self.command.stdout(Stdio::null()).stderr(Stdio::null());
