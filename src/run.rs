@@ -126,7 +126,19 @@ pub fn run(
     };
 
     let started = Instant::now();
-    let (mut sandbox, placed) = Sandbox::create(&id, &paths, &inputs)?;
+    let (mut sandbox, placed) = match Sandbox::create(&id, &paths, &inputs) {
+        Ok(created) => created,
+        // A rootless create that fails for want of a user namespace gets the reason and the fix.
+        Err(err) if inputs.rootless.is_some() => {
+            return Err(match sandbox::rootless::userns_refused_by_seccomp() {
+                Some(reason) => RunError::Unsupported(format!(
+                    "cannot run functions as an ordinary user: {reason}"
+                )),
+                None => err.into(),
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     // The async runtime starts only now: libcontainer forks in `create`, and a fork of a process
     // whose other threads may hold locks (the allocator's, a logger's) can deadlock the child.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -442,6 +454,11 @@ fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, RunErr
     let Some(me) = sandbox::rootless::Identity::current() else {
         return Ok(true);
     };
+    if let Some(reason) = sandbox::rootless::userns_blocked(std::path::Path::new("/proc")) {
+        return Err(RunError::Unsupported(format!(
+            "cannot run functions as an ordinary user: {reason}"
+        )));
+    }
     let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| sandbox::rootless::cgroup_parent(me.uid));

@@ -25,6 +25,12 @@ pub fn main(argv: Vec<OsString>) -> u8 {
     }
     if argv
         .get(1)
+        .is_some_and(|a| a == crate::sandbox::rootless::USERNS_PROBE)
+    {
+        return u8::try_from(crate::sandbox::rootless::run_probe()).unwrap_or(1);
+    }
+    if argv
+        .get(1)
         .is_some_and(|a| a == crate::sandbox::forward::CONNECT_COMMAND)
     {
         let port = argv

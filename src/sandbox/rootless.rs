@@ -140,3 +140,95 @@ pub fn limit_memory(cgroups_path: &str, bytes: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Why this host does not let an ordinary user create user namespaces, with the fix, when one of
+/// the known switches says so (`proc` is `/proc`, a parameter for tests).
+pub fn userns_blocked(proc: &Path) -> Option<String> {
+    let read = |name: &str| {
+        std::fs::read_to_string(proc.join(name))
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    if read("sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Some("user namespaces are disabled here (user.max_user_namespaces = 0); as root: sysctl -w user.max_user_namespaces=15000".into());
+    }
+    if read("sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Some("unprivileged user namespaces are disabled here (kernel.unprivileged_userns_clone = 0); as root: sysctl -w kernel.unprivileged_userns_clone=1".into());
+    }
+    if read("sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        let exe = std::env::current_exe().map_or_else(
+            |_| "/usr/local/bin/lamina".into(),
+            |p| p.display().to_string(),
+        );
+        return Some(format!(
+            "AppArmor restricts unprivileged user namespaces here (Ubuntu 24.04 and later); as root, allow lamina with a profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile lamina {exe} flags=(unconfined) {{\\n  userns,\\n}}\\n' > /etc/apparmor.d/lamina && apparmor_parser -r /etc/apparmor.d/lamina (or: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
+        ));
+    }
+    None
+}
+
+/// After a failed rootless create: a seccomp filter (Docker's default profile) refuses
+/// `unshare(CLONE_NEWUSER)` without any switch saying so. Tries it in a throwaway process.
+pub fn userns_refused_by_seccomp() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new(exe)
+        .arg(USERNS_PROBE)
+        .status()
+        .ok()?;
+    (!status.success()).then(|| {
+        "unshare(CLONE_NEWUSER) is refused: a seccomp profile (for example Docker's default one) blocks user namespaces; run the outer container with --security-opt seccomp=unconfined (or a profile that allows unshare), or run lamina as root".into()
+    })
+}
+
+/// The hidden subcommand of that probe.
+pub const USERNS_PROBE: &str = "__userns-probe";
+
+/// The probe's body: exit 0 when a user namespace can be created.
+pub fn run_probe() -> i32 {
+    // SAFETY: unshare in a process that does nothing else afterwards.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_rootless_userns_switches() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(proc.path().join("sys/user")).unwrap();
+        std::fs::create_dir_all(proc.path().join("sys/kernel")).unwrap();
+        assert_eq!(userns_blocked(proc.path()), None);
+        std::fs::write(
+            proc.path()
+                .join("sys/kernel/apparmor_restrict_unprivileged_userns"),
+            "1\n",
+        )
+        .unwrap();
+        assert!(
+            userns_blocked(proc.path())
+                .unwrap()
+                .contains("apparmor_parser -r /etc/apparmor.d/lamina")
+        );
+        std::fs::write(
+            proc.path().join("sys/kernel/unprivileged_userns_clone"),
+            "0\n",
+        )
+        .unwrap();
+        assert!(
+            userns_blocked(proc.path())
+                .unwrap()
+                .contains("kernel.unprivileged_userns_clone=1")
+        );
+        std::fs::write(proc.path().join("sys/user/max_user_namespaces"), "0\n").unwrap();
+        assert!(
+            userns_blocked(proc.path())
+                .unwrap()
+                .contains("user.max_user_namespaces=15000")
+        );
+    }
+}
