@@ -15,13 +15,17 @@ pub const HOST_LOOPBACK: &str = "10.0.2.2";
 
 /// A running slirp4netns; killed when dropped.
 pub struct Slirp {
-    child: Child,
+    child: Option<Child>,
 }
 
 impl Drop for Slirp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            // Its exit takes the kernel ~20 ms (the tap device and namespace go with it); reap it
+            // in the background instead of making the invoke wait (init reaps it if lamina is gone).
+            std::thread::spawn(move || child.wait());
+        }
     }
 }
 
@@ -98,7 +102,7 @@ pub fn attach(netns: &OwnedFd, userns: Option<&OwnedFd>) -> Result<Slirp, String
         let _ = tx.send(ready.read(&mut byte).map(|n| n == 1 && byte[0] == b'1'));
     });
     match rx.recv_timeout(Duration::from_secs(5)) {
-        Ok(Ok(true)) => Ok(Slirp { child }),
+        Ok(Ok(true)) => Ok(Slirp { child: Some(child) }),
         _ => {
             let _ = child.kill();
             let mut stderr = String::new();
