@@ -203,6 +203,8 @@ pub struct EnvInputs<'a> {
     pub identity: &'a AwsIdentity,
     /// `--env-vars` values for this function.
     pub overrides: IndexMap<String, Value>,
+    /// The runtime's debug variables (debug mode only; spec §7).
+    pub debug_env: Vec<(String, String)>,
     /// `--container-env-vars` values (debug mode only).
     pub container_overrides: IndexMap<String, Value>,
     /// Reads a variable of lamina's own environment.
@@ -241,6 +243,9 @@ pub fn resolve(inputs: &EnvInputs) -> ResolvedEnv {
         }
     }
     if inputs.debugging {
+        for (name, value) in &inputs.debug_env {
+            vars.insert(name.clone(), value.clone());
+        }
         for (name, value) in &inputs.container_overrides {
             vars.insert(name.clone(), stringify(value));
         }

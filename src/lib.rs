@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod debug;
 pub mod emulator;
 pub mod env_vars;
 pub mod environment;

@@ -111,6 +111,8 @@ pub struct DebugPlan {
     pub ports: Vec<u16>,
     pub debugger_path: Option<PathBuf>,
     pub args: Vec<String>,
+    /// The runtime's debug command and variables (SAM's, spec §7).
+    pub settings: crate::debug::DebugSettings,
 }
 
 /// What the plan depends on besides the options.
@@ -256,7 +258,13 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         _ => {}
     }
 
-    let debug = debug_plan(args, &ctx.cwd)?;
+    // Image functions have no runtime: their debug mode only forwards ports.
+    let debug_runtime = if package_type == PackageType::Zip {
+        runtime.as_deref()
+    } else {
+        None
+    };
+    let debug = debug_plan(args, &ctx.cwd, debug_runtime)?;
     let memory_size = function.memory_size()?;
     let timeout = if debug.is_some() {
         DEBUG_TIMEOUT_S
@@ -288,6 +296,10 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         debugging: debug.is_some(),
         identity: &identity,
         overrides,
+        debug_env: debug
+            .as_ref()
+            .map(|d| d.settings.env.clone())
+            .unwrap_or_default(),
         container_overrides,
         shell: ctx.env,
     });
@@ -524,7 +536,11 @@ fn mode_name(mode: NetworkMode) -> &'static str {
     }
 }
 
-fn debug_plan(args: &crate::cli::InvokeArgs, cwd: &Path) -> Result<Option<DebugPlan>, PlanError> {
+fn debug_plan(
+    args: &crate::cli::InvokeArgs,
+    cwd: &Path,
+    runtime: Option<&str>,
+) -> Result<Option<DebugPlan>, PlanError> {
     if args.debug_port.is_empty() {
         return Ok(None);
     }
@@ -547,7 +563,7 @@ fn debug_plan(args: &crate::cli::InvokeArgs, cwd: &Path) -> Result<Option<DebugP
             Some(fs_err::canonicalize(&full).map_err(|e| PlanError::Invalid(e.to_string()))?)
         }
     };
-    let args_list = args
+    let args_list: Vec<String> = args
         .debug_args
         .as_deref()
         .map(|a| a.split(' ').map(str::to_string).collect())
@@ -555,6 +571,11 @@ fn debug_plan(args: &crate::cli::InvokeArgs, cwd: &Path) -> Result<Option<DebugP
     Ok(Some(DebugPlan {
         ports: args.debug_port.clone(),
         debugger_path,
+        settings: crate::debug::settings(
+            runtime.unwrap_or_default(),
+            args.debug_port[0],
+            &args_list,
+        ),
         args: args_list,
     }))
 }

@@ -552,6 +552,7 @@ fn spec_inputs(
     let rie_path = rie_path.as_str();
     let config = &image.meta.run_config;
     let rootless = sandbox::rootless::Identity::current();
+    let debug_command = plan.debug.as_ref().and_then(|d| d.settings.command.clone());
     let rie_command: Vec<String> = [rie_path, "--log-level", "error"]
         .iter()
         .map(|s| s.to_string())
@@ -578,28 +579,9 @@ fn spec_inputs(
                 .chain(command)
                 .collect()
         }
-        // Debugging python, as SAM does: the interpreter with the debugger's arguments (e.g.
-        // `-m debugpy --listen 0.0.0.0:5890 --wait-for-client`) in front of the runtime's bootstrap.
-        PackageType::Zip
-            if plan.debug.is_some()
-                && plan
-                    .runtime
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("python")) =>
-        {
-            let debug_args = plan
-                .debug
-                .as_ref()
-                .map(|d| d.args.clone())
-                .unwrap_or_default();
-            std::iter::once(format!(
-                "/var/lang/bin/{}",
-                plan.runtime.as_deref().unwrap_or("python3")
-            ))
-            .chain(debug_args.into_iter().filter(|a| !a.is_empty()))
-            .chain(["/var/runtime/bootstrap.py".to_string()])
-            .collect()
-        }
+        // Debug mode replaces the runtime's command for some runtimes, as SAM does (e.g. python:
+        // `/var/lang/bin/python3.X <--debug-args> /var/runtime/bootstrap.py`).
+        PackageType::Zip if debug_command.is_some() => debug_command.clone().unwrap_or_default(),
         // Zip, custom runtime: Lambda runs the function's own bootstrap (the image has none).
         PackageType::Zip
             if plan

@@ -147,3 +147,32 @@ fn test_environment_container_env_vars_only_when_debugging() {
     assert_eq!(env_var(&plan, "STAGE"), Some("debug"));
     assert_eq!(env_var(&plan, "AWS_LAMBDA_FUNCTION_TIMEOUT"), Some("36000"));
 }
+
+#[test]
+fn test_environment_debug_mode_per_runtime() {
+    let project = Project::empty().file(
+        "template.yaml",
+        "Resources:\n  Node:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: index.handler\n      Runtime: nodejs20.x\n  Java:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: a.B::handle\n      Runtime: java21\n",
+    );
+    let plan = project.dry_run(&["Node", "-d", "9229"]);
+    assert_eq!(
+        env_var(&plan, "NODE_OPTIONS"),
+        Some("--inspect-brk=0.0.0.0:9229 --max-http-header-size 81920")
+    );
+    assert_eq!(
+        env_var(&plan, "AWS_EXECUTION_ENV"),
+        Some("AWS_Lambda_nodejs20.x")
+    );
+    assert_eq!(
+        plan["debug"]["settings"]["command"][0],
+        "/var/lang/bin/node"
+    );
+    let plan = project.dry_run(&["Java", "-d", "5005"]);
+    assert!(
+        env_var(&plan, "_JAVA_OPTIONS")
+            .unwrap()
+            .contains("address=*:5005")
+    );
+    // Without a debug port nothing changes.
+    assert_eq!(env_var(&project.dry_run(&["Node"]), "NODE_OPTIONS"), None);
+}
