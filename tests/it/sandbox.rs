@@ -727,10 +727,11 @@ while True:
     with urllib.request.urlopen(urllib.request.Request(api + "/event/next", headers={"Lambda-Extension-Identifier": ext_id})) as r:
         event = json.load(r)
         print("EXTENSION got", event["eventType"], flush=True)
-        with open("/tmp/extension-saw", "w") as f:
+        with open("/tmp/extension-saw.tmp", "w") as f:
             f.write(event["requestId"])
+        os.rename("/tmp/extension-saw.tmp", "/tmp/extension-saw")  # never seen half-written
 "#;
-    let handler = "import os, time\n\ndef handler(event, context):\n    registered_before = os.path.exists('/tmp/extension-registered')\n    for _ in range(200):\n        if os.path.exists('/tmp/extension-saw'):\n            return {'registered_before_the_event': registered_before, 'extension_saw_this_request': open('/tmp/extension-saw').read() == context.aws_request_id}\n        time.sleep(0.01)\n    return {'registered_before_the_event': registered_before, 'extension_saw_this_request': False}\n";
+    let handler = "import os, time\n\ndef handler(event, context):\n    registered_before = os.path.exists('/tmp/extension-registered')\n    for _ in range(1000):\n        if os.path.exists('/tmp/extension-saw'):\n            return {'registered_before_the_event': registered_before, 'extension_saw_this_request': open('/tmp/extension-saw').read() == context.aws_request_id}\n        time.sleep(0.01)\n    return {'registered_before_the_event': registered_before, 'extension_saw_this_request': False}\n";
     let project = Project::empty()
         .file(
             "template.yaml",
