@@ -5,14 +5,11 @@
 //! the namespace it was made in, so lamina then copies bytes between it and the host connection.
 //! The same works for root and rootless (a thread of lamina itself may not join a user namespace).
 
-use std::io::{IoSlice, IoSliceMut};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 /// The hidden subcommand of the helper.
 pub const CONNECT_COMMAND: &str = "__netns-connect";
@@ -45,23 +42,11 @@ pub fn run_helper(port: u16, join_userns: bool) -> i32 {
     match result {
         Ok(stream) => {
             let fds = [stream.as_raw_fd()];
-            let sent = sendmsg::<()>(
-                reply.as_raw_fd(),
-                &[IoSlice::new(b"C")],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::empty(),
-                None,
-            );
+            let sent = super::fds::send(reply.as_raw_fd(), b"C", &fds);
             if sent.is_ok() { 0 } else { 1 }
         }
         Err(err) => {
-            let _ = sendmsg::<()>(
-                reply.as_raw_fd(),
-                &[IoSlice::new(err.to_string().as_bytes())],
-                &[],
-                MsgFlags::empty(),
-                None,
-            );
+            let _ = super::fds::send(reply.as_raw_fd(), err.to_string().as_bytes(), &[]);
             1
         }
     }
@@ -109,30 +94,13 @@ pub fn connect_inside(
     }
     let mut child = command.stdin(std::process::Stdio::null()).spawn()?;
     drop(theirs);
-    let mut text = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut text)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let message = recvmsg::<()>(
-        ours.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(std::io::Error::from);
+    let received = super::fds::receive(ours.as_raw_fd());
     let _ = child.wait();
-    let message = message?;
-    let mut received = None;
-    for cmsg in message.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            received = fds.first().copied();
-        }
-    }
-    let bytes = message.bytes;
-    match received {
-        // SAFETY: the descriptor was just received and belongs to nobody else.
-        Some(fd) => Ok(unsafe { TcpStream::from_raw_fd(fd) }),
+    let (text, fds) = received?;
+    match fds.into_iter().next() {
+        Some(fd) => Ok(TcpStream::from(fd)),
         None => Err(std::io::Error::other(
-            String::from_utf8_lossy(&text[..bytes]).into_owned(),
+            String::from_utf8_lossy(&text).into_owned(),
         )),
     }
 }

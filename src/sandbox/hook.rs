@@ -7,13 +7,10 @@
 //! socket (SCM_RIGHTS). When `build()` returns, the socket is waiting in lamina, which serves the
 //! Runtime API on it before the function even starts. The same works for root and rootless.
 
-use std::io::{IoSlice, IoSliceMut};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 /// The hidden subcommand the hook runs as.
 pub const HOOK_COMMAND: &str = "__runtime-api-hook";
@@ -47,14 +44,7 @@ fn serve_socket(socket: &Path, bind_api: bool) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket)?;
     let mut fds = vec![netns.as_raw_fd(), userns.as_raw_fd()];
     fds.extend(listener.as_ref().map(|l| l.as_raw_fd()));
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(b"L")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(std::io::Error::from)?;
+    super::fds::send(stream.as_raw_fd(), b"L", &fds)?;
     Ok(())
 }
 
@@ -105,39 +95,16 @@ pub fn receive(listener: &UnixListener) -> std::io::Result<Placed> {
         )
     })?;
     stream.set_nonblocking(false)?;
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 3]);
-    let message = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
-    let mut fds = Vec::new();
-    for cmsg in message.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            fds.extend(received);
-        }
-    }
-    // SAFETY: the descriptors were just received and belong to nobody else.
-    let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
-    match fds[..] {
-        [netns, userns] => Ok(Placed {
-            listener: None,
-            netns: own(netns),
-            userns: own(userns),
+    let (_, fds) = super::fds::receive(stream.as_raw_fd())?;
+    let mut fds = fds.into_iter();
+    match (fds.next(), fds.next(), fds.next()) {
+        (Some(netns), Some(userns), listener) => Ok(Placed {
+            listener: listener.map(TcpListener::from),
+            netns,
+            userns,
         }),
-        [netns, userns, listener] => Ok(Placed {
-            // SAFETY: as above.
-            listener: Some(unsafe { TcpListener::from_raw_fd(listener) }),
-            netns: own(netns),
-            userns: own(userns),
-        }),
-        _ => Err(std::io::Error::other(format!(
-            "the hook sent {} descriptors instead of 2 or 3",
-            fds.len()
-        ))),
+        _ => Err(std::io::Error::other(
+            "the hook sent fewer than 2 descriptors",
+        )),
     }
 }
