@@ -1,10 +1,14 @@
 //! lamina: a daemonless, rootless `sam local invoke`.
 //!
 //! One invoke, end to end:
-//! 1. `cli` parses the command line (with samconfig defaults) into `InvokeArgs`;
-//! 2. `plan` reads the template (`template`), event (`event`) and env files (`environment`) and decides
-//!    everything about the run: the function, its runtime image (`runtimes`), code, layers, environment;
-//! 3. the sandbox and the Runtime API emulator run it (in progress; see README).
+//! 1. `cli` parses the command line (with samconfig defaults, `samconfig`) into `InvokeArgs`;
+//! 2. `plan` reads the template (`template`, `yaml`), event (`event`) and env files (`environment`,
+//!    `params`) and decides everything about the run: the function, its runtime image (`runtimes`),
+//!    code, layers, environment, debug settings (`debug`) — `--dry-run` prints this plan;
+//! 3. `run` gets the image (`image`: registry, verified blobs, rootfs cache), the code and layers
+//!    (`artifacts`), creates the sandbox (`sandbox`: OCI spec, libcontainer, the Runtime API hook,
+//!    rootless, network, debug ports), serves the Runtime API (`emulator`) and turns what the runtime
+//!    does into SAM's output and lamina's exit codes (`invoke`).
 
 pub mod artifacts;
 pub mod cli;
