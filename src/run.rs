@@ -189,6 +189,7 @@ pub fn run(
     };
     let event = invocation.event.clone();
     let (api, events) = RuntimeApi::new(invocation);
+    let api_control = api.clone();
     api.expect_extensions(extensions.len());
     let stdout_fd = sandbox.stdout.take();
     let stderr_fd = sandbox.stderr.take();
@@ -249,6 +250,15 @@ pub fn run(
             finished = drive => Some(finished),
             _ = tokio::signal::ctrl_c() => None,
         };
+        // `--shutdown`: extensions get SHUTDOWN and up to 2 s to finish, as in Lambda (SAM stops the
+        // container with a grace period for the same reason).
+        if plan.shutdown && !rie && !extensions.is_empty() {
+            api_control.shutdown("spindown");
+            let give_up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < give_up && sandbox.process_count().is_some_and(|n| n > 1) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         // The invocation is over: the environment goes away.
         let ended = Instant::now();
         sandbox.kill();

@@ -89,6 +89,8 @@ struct Shared {
     expected_extensions: std::sync::atomic::AtomicUsize,
     /// How many extensions have registered and are waiting for their first event.
     ready_extensions: watch::Sender<usize>,
+    /// Set when the environment shuts down (`--shutdown`): extensions then get SHUTDOWN.
+    shutdown: watch::Sender<Option<String>>,
 }
 
 /// The Runtime API for one invocation. Clone it freely; all clones share the state.
@@ -109,6 +111,7 @@ impl RuntimeApi {
             extensions: Mutex::new(Vec::new()),
             expected_extensions: std::sync::atomic::AtomicUsize::new(0),
             ready_extensions: watch::channel(0).0,
+            shutdown: watch::channel(None).0,
         };
         (
             RuntimeApi {
@@ -124,6 +127,11 @@ impl RuntimeApi {
         self.shared
             .expected_extensions
             .store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sends every extension waiting for its next event a SHUTDOWN event with this reason.
+    pub fn shutdown(&self, reason: &str) {
+        self.shared.shutdown.send_replace(Some(reason.to_string()));
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped.

@@ -443,7 +443,27 @@ async fn extension_next(shared: &Shared, request: Request<Incoming>) -> Reply {
         !std::mem::replace(&mut entry.1, true)
     };
     if !first {
-        std::future::pending::<()>().await;
+        // After its INVOKE, an extension's next event is the environment's end (`--shutdown`).
+        let mut shutdown = shared.shutdown.subscribe();
+        let reason = loop {
+            let current = shutdown.borrow_and_update().clone();
+            if let Some(reason) = current {
+                break reason;
+            }
+            if shutdown.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let event = serde_json::json!({"eventType": "SHUTDOWN", "deadlineMs": now_ms() + 2000, "shutdownReason": reason});
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header(
+                headers::EXTENSION_EVENT_ID,
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .body(Full::new(Bytes::from(event.to_string())))
+            .expect("valid response");
     }
     let invocation = &shared.invocation;
     let event = serde_json::json!({

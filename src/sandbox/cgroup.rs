@@ -36,6 +36,12 @@ fn memory_dir(cgroups_path: &str) -> PathBuf {
     }
 }
 
+/// How many processes the sandbox's cgroup holds (`None` when it cannot be read).
+pub fn process_count(cgroups_path: &str) -> Option<usize> {
+    let procs = std::fs::read_to_string(memory_dir(cgroups_path).join("cgroup.procs")).ok()?;
+    Some(procs.lines().filter(|l| !l.trim().is_empty()).count())
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MemoryStats {
     pub peak_bytes: Option<u64>,

@@ -266,6 +266,11 @@ impl Sandbox {
         }
     }
 
+    /// Processes still in the sandbox (the runtime counts as one).
+    pub fn process_count(&self) -> Option<usize> {
+        cgroup::process_count(&self.cgroups_path)
+    }
+
     pub fn memory(&self) -> cgroup::MemoryStats {
         cgroup::memory_stats(&self.cgroups_path)
     }

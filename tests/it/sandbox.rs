@@ -727,6 +727,9 @@ while True:
     with urllib.request.urlopen(urllib.request.Request(api + "/event/next", headers={"Lambda-Extension-Identifier": ext_id})) as r:
         event = json.load(r)
         print("EXTENSION got", event["eventType"], flush=True)
+        if event["eventType"] == "SHUTDOWN":
+            print("EXTENSION shutting down because", event["shutdownReason"], flush=True)
+            raise SystemExit(0)
         with open("/tmp/extension-saw.tmp", "w") as f:
             f.write(event["requestId"])
         os.rename("/tmp/extension-saw.tmp", "/tmp/extension-saw")  # never seen half-written
@@ -755,6 +758,20 @@ while True:
     assert!(
         out.stderr
             .contains("EXTENSION registered for WithExtension"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("EXTENSION got SHUTDOWN"),
+        "SHUTDOWN only with --shutdown:\n{}",
+        out.stderr
+    );
+    // --shutdown: the extension hears SHUTDOWN and finishes before the sandbox goes.
+    let out = invoke.run(&["WithExtension", "--shutdown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("EXTENSION shutting down because spindown"),
         "{}",
         out.stderr
     );
