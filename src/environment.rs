@@ -218,9 +218,6 @@ pub struct ResolvedEnv {
     pub undeclared_overrides: Vec<String>,
 }
 
-/// The Runtime API address the function's runtime client connects to inside its sandbox.
-pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
-
 pub fn resolve(inputs: &EnvInputs) -> ResolvedEnv {
     let f = inputs.function;
     let mut vars = aws_variables(inputs);
@@ -320,7 +317,10 @@ fn aws_variables(inputs: &EnvInputs) -> IndexMap<String, String> {
     if let (Some(concurrency), false) = (f.max_concurrency(), inputs.debugging) {
         set("AWS_LAMBDA_MAX_CONCURRENCY", concurrency.to_string());
     }
-    set("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDRESS.into());
+    set(
+        "AWS_LAMBDA_RUNTIME_API",
+        crate::sandbox::hook::RUNTIME_API_ADDRESS.into(),
+    );
     if let Some(handler) = inputs.handler {
         set("_HANDLER", handler.to_string());
     }

@@ -98,6 +98,7 @@ pub fn run(
     let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
     let setup = Setup {
         outbound,
+        has_extensions: !extensions.is_empty(),
         api_address: &api_address,
         host_network,
         opt,
@@ -535,6 +536,8 @@ fn function_arn(plan: &InvokePlan) -> String {
 struct Setup<'a> {
     /// slirp4netns will give the private network outbound access (DNS at 10.0.2.3).
     outbound: bool,
+    /// The layers bring external extensions (a shell starts them before the runtime).
+    has_extensions: bool,
     /// `AWS_LAMBDA_RUNTIME_API` for the function.
     api_address: &'a str,
     host_network: bool,
@@ -553,6 +556,7 @@ fn spec_inputs(
 ) -> Result<SpecInputs, RunError> {
     let Setup {
         outbound,
+        has_extensions,
         api_address,
         host_network,
         opt,
@@ -628,7 +632,7 @@ fn spec_inputs(
         }
     };
     // With extensions in the layers (and lamina serving the API), a shell starts them first.
-    let args = if !rie && opt.as_deref().is_some_and(|o| !extensions_in(o).is_empty()) {
+    let args = if !rie && has_extensions {
         if !image.rootfs.join("bin/sh").exists() {
             return Err(RunError::Other(format!(
                 "the layers bring extensions, but image {} has no /bin/sh to start them",

@@ -455,15 +455,7 @@ async fn extension_next(shared: &Shared, request: Request<Incoming>) -> Reply {
             }
         };
         let event = serde_json::json!({"eventType": "SHUTDOWN", "deadlineMs": now_ms() + 2000, "shutdownReason": reason});
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .header(
-                headers::EXTENSION_EVENT_ID,
-                uuid::Uuid::new_v4().to_string(),
-            )
-            .body(Full::new(Bytes::from(event.to_string())))
-            .expect("valid response");
+        return extension_event(&event);
     }
     let invocation = &shared.invocation;
     let event = serde_json::json!({
@@ -473,6 +465,11 @@ async fn extension_next(shared: &Shared, request: Request<Incoming>) -> Reply {
         "invokedFunctionArn": invocation.function_arn,
         "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
     });
+    extension_event(&event)
+}
+
+/// An event for an extension's `event/next`, with its own event identifier.
+fn extension_event(event: &serde_json::Value) -> Reply {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")

@@ -283,6 +283,7 @@ impl Cache {
     /// Returns the removed references.
     pub fn remove_refs(&self, matches: &dyn Fn(&Listed) -> bool) -> Result<Vec<Listed>> {
         let mut removed = Vec::new();
+        let listed_now = self.list();
         let dir = self.root.join("refs-v1");
         for entry in fs::read_dir(&dir)
             .map_err(|e| ImageError::cache(&dir, e))?
@@ -303,11 +304,10 @@ impl Cache {
                 platform: reference.platform,
                 manifest_digest: reference.manifest_digest,
             };
-            let full = self
-                .list()
-                .into_iter()
+            let full = listed_now
+                .iter()
                 .find(|l| l.reference == listed.reference && l.platform == listed.platform);
-            let candidate = full.unwrap_or(listed);
+            let candidate = full.cloned().unwrap_or(listed);
             if matches(&candidate) {
                 fs::remove_file(entry.path()).map_err(|e| ImageError::cache(&entry.path(), e))?;
                 removed.push(candidate);

@@ -130,7 +130,7 @@ impl Unpacker {
                     self.directories.push((dest, mode, mtime));
                 }
                 EntryType::Regular | EntryType::Continuous => {
-                    remove_non_dir(&dest).map_err(io_err)?;
+                    remove_any(&dest).map_err(io_err)?;
                     let mut file = fs::OpenOptions::new()
                         .write(true)
                         .create_new(true)
@@ -149,7 +149,7 @@ impl Unpacker {
                     let target = entry
                         .link_name_bytes()
                         .ok_or_else(|| io_err(invalid("symlink without target")))?;
-                    remove_non_dir(&dest).map_err(io_err)?;
+                    remove_any(&dest).map_err(io_err)?;
                     std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dest)
                         .map_err(io_err)?;
                     self.lchown(&dest, &header).map_err(io_err)?;
@@ -171,12 +171,12 @@ impl Unpacker {
                     if target == dest {
                         continue;
                     }
-                    remove_non_dir(&dest).map_err(io_err)?;
+                    remove_any(&dest).map_err(io_err)?;
                     fs::hard_link(&target, &dest).map_err(io_err)?;
                 }
                 EntryType::Char | EntryType::Block | EntryType::Fifo => {
                     if self.privilege == Privilege::Root || header.entry_type() == EntryType::Fifo {
-                        remove_non_dir(&dest).map_err(io_err)?;
+                        remove_any(&dest).map_err(io_err)?;
                         make_node(&dest, &header, mode).map_err(io_err)?;
                         self.chown(&dest, &header).map_err(io_err)?;
                     } else {
@@ -399,11 +399,6 @@ fn make_writable(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Removes `path` unless it is a directory that a new directory entry would reuse.
-fn remove_non_dir(path: &Path) -> io::Result<()> {
-    remove_any(path)
 }
 
 fn make_node(path: &Path, header: &tar::Header, mode: u32) -> io::Result<()> {

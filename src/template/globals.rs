@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::TemplateError;
+use super::intrinsics::is_intrinsic_map;
 
 /// Properties of `AWS::Serverless::Function` that `Globals.Function` may set (aws-sam-translator 1.115).
 const FUNCTION_PROPERTIES: &[&str] = &[
@@ -130,7 +131,7 @@ fn merge_properties(global: &Map<String, Value>, local: Value) -> Value {
 
 fn merge(global: Value, local: Value) -> Value {
     match (global, local) {
-        (Value::Object(g), Value::Object(l)) if !is_intrinsic(&g) && !is_intrinsic(&l) => {
+        (Value::Object(g), Value::Object(l)) if !is_intrinsic_map(&g) && !is_intrinsic_map(&l) => {
             let mut merged = g;
             for (key, value) in l {
                 let combined = match merged.remove(&key) {
@@ -147,14 +148,6 @@ fn merge(global: Value, local: Value) -> Value {
         }
         (_, local) => local,
     }
-}
-
-fn is_intrinsic(map: &Map<String, Value>) -> bool {
-    map.len() == 1
-        && map
-            .keys()
-            .next()
-            .is_some_and(|k| k == "Ref" || k == "Condition" || k.starts_with("Fn::"))
 }
 
 #[cfg(test)]

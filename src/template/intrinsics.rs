@@ -476,12 +476,14 @@ fn is_intrinsic(key: &str) -> bool {
     key == "Ref" || key == "Condition" || key.starts_with("Fn::")
 }
 
+/// Whether a mapping is an intrinsic function call (`{"Ref": ...}`, `{"Fn::X": ...}`).
+pub(crate) fn is_intrinsic_map(map: &Map<String, Value>) -> bool {
+    map.len() == 1 && map.keys().next().is_some_and(|k| is_intrinsic(k))
+}
+
 /// Whether a value still holds an intrinsic that could not be resolved.
 pub fn is_unresolved(value: &Value) -> bool {
-    match value {
-        Value::Object(map) if map.len() == 1 => map.keys().next().is_some_and(|k| is_intrinsic(k)),
-        _ => false,
-    }
+    matches!(value, Value::Object(map) if is_intrinsic_map(map))
 }
 
 fn as_string(value: &Value) -> Result<String, Unresolved> {
