@@ -5,6 +5,7 @@
 //!
 //! Everything is built in a staging directory and renamed into place, like the image cache.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -76,10 +77,12 @@ fn inline_file_name(runtime: &str) -> Result<&'static str, ArtifactError> {
     }
 }
 
-/// The merged `/opt` of the function's local layers, later layers winning; `None` without layers.
+/// The merged `/opt` of the function's layers, later layers winning; `None` without layers.
+/// `downloaded` has the directory of each ARN layer (see `remote_layers`).
 pub fn ensure_layers(
     plan: &InvokePlan,
     cache_root: &Path,
+    downloaded: &HashMap<String, PathBuf>,
 ) -> Result<Option<PathBuf>, ArtifactError> {
     if plan.layers.is_empty() {
         return Ok(None);
@@ -87,18 +90,15 @@ pub fn ensure_layers(
     let mut fingerprint = Sha256::new();
     let mut sources = Vec::new();
     for layer in &plan.layers {
-        match layer {
-            Layer::Local { path, .. } => {
-                fingerprint.update(path.as_os_str().as_encoded_bytes());
-                fingerprint.update(content_fingerprint(path)?);
-                sources.push(path.clone());
-            }
-            Layer::Arn { arn, .. } => {
-                return Err(ArtifactError::Unsupported(format!(
-                    "layer {arn}: layers published in AWS (by ARN) are not downloaded yet; use a local LayerVersion"
-                )));
-            }
-        }
+        let path = match layer {
+            Layer::Local { path, .. } => path,
+            Layer::Arn { arn, .. } => downloaded.get(arn).ok_or_else(|| {
+                ArtifactError::Unsupported(format!("layer {arn} was not downloaded"))
+            })?,
+        };
+        fingerprint.update(path.as_os_str().as_encoded_bytes());
+        fingerprint.update(content_fingerprint(path)?);
+        sources.push(path.clone());
     }
     let target = cache_root
         .join("layers-v1")

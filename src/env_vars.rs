@@ -11,6 +11,20 @@ pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The profile when `--profile` is not given (`AWS_DEFAULT_PROFILE` is botocore's older name).
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+pub const AWS_DEFAULT_PROFILE: &str = "AWS_DEFAULT_PROFILE";
+/// Where the shared config and credentials files are, when not in `~/.aws`.
+pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+/// Credential sources that need the SDK (container credentials, web identity).
+pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+pub const AWS_CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// `false` turns on the EC2 instance metadata credentials (off otherwise; see `aws`).
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+/// A CA bundle for the layer download, as boto3 honours it.
+pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 /// Turns on `--language-extensions` when `1`, `true` or `yes` (as SAM).
 pub const SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: &str = "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS";
 /// `RUST_LOG`-style filter for lamina's own diagnostics.

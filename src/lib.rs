@@ -6,11 +6,13 @@
 //!    `params`) and decides everything about the run: the function, its runtime image (`runtimes`),
 //!    code, layers, environment, debug settings (`debug`) — `--dry-run` prints this plan;
 //! 3. `run` gets the image (`image`: registry, verified blobs, rootfs cache), the code and layers
-//!    (`artifacts`), creates the sandbox (`sandbox`: OCI spec, libcontainer, the Runtime API hook,
+//!    (`artifacts`; layers published in AWS through `remote_layers`, with the region and credentials
+//!    of `aws`), creates the sandbox (`sandbox`: OCI spec, libcontainer, the Runtime API hook,
 //!    rootless, network, debug ports), serves the Runtime API (`emulator`) and turns what the runtime
 //!    does into SAM's output and lamina's exit codes (`invoke`).
 
 pub mod artifacts;
+pub mod aws;
 pub mod cli;
 pub mod debug;
 pub mod emulator;
@@ -22,6 +24,8 @@ pub mod invoke;
 pub mod params;
 pub mod paths;
 pub mod plan;
+pub mod readability;
+pub mod remote_layers;
 pub mod run;
 pub mod runtimes;
 pub mod samconfig;

@@ -20,7 +20,7 @@ use crate::template::IdentifierError;
 use crate::template::{
     self, Code, Function, ImageConfig, Layer, LoadOptions, PackageType, TemplateError,
 };
-use crate::{env_vars, paths};
+use crate::{aws, paths};
 
 /// SAM's stand-in credentials when none are configured.
 const DEFAULT_ACCESS_KEY: &str = "defaultkey";
@@ -46,6 +46,8 @@ pub enum PlanError {
     Usage(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
 }
 
 impl PlanError {
@@ -104,6 +106,9 @@ pub struct InvokePlan {
     pub force_image_build: bool,
     pub shutdown: bool,
     pub mount_symlinks: bool,
+    /// Region and credentials (for layer downloads); the function sees them in `environment`.
+    #[serde(skip)]
+    pub aws: aws::Session,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -287,7 +292,8 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         (Some(file), Some(_)) => file.for_function(function),
         _ => IndexMap::new(),
     };
-    let identity = identity(args.region.as_deref(), ctx.env);
+    let session = aws::Session::resolve(args.profile.as_deref(), args.region.as_deref(), ctx.env)?;
+    let identity = identity(&session);
     let resolved = environment::resolve(&EnvInputs {
         function,
         handler: env_handler.as_deref(),
@@ -353,6 +359,7 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         force_image_build: args.force_image_build,
         shutdown: args.shutdown,
         mount_symlinks: args.mount_symlinks,
+        aws: session,
     })
 }
 
@@ -580,26 +587,20 @@ fn debug_plan(
     }))
 }
 
-/// Region and credentials for the function. Region: `--region`, `AWS_DEFAULT_REGION` (as botocore),
-/// `us-east-1`. Credentials: the `AWS_*` variables, else SAM's stand-ins.
-fn identity(region: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> AwsIdentity {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    let region = region
-        .map(str::to_string)
-        .or_else(|| var(env_vars::AWS_DEFAULT_REGION))
-        .unwrap_or_else(|| template::intrinsics::DEFAULT_REGION.to_string());
-    match (
-        var(env_vars::AWS_ACCESS_KEY_ID),
-        var(env_vars::AWS_SECRET_ACCESS_KEY),
-    ) {
-        (Some(key), Some(secret)) => AwsIdentity {
-            region,
-            access_key_id: key,
-            secret_access_key: secret,
-            session_token: var(env_vars::AWS_SESSION_TOKEN),
+/// What the function sees of `session`: its region and credentials, or SAM's stand-ins.
+fn identity(session: &aws::Session) -> AwsIdentity {
+    match &session.credentials {
+        Some(credentials) => AwsIdentity {
+            region: session.region.clone(),
+            access_key_id: credentials.access_key_id().to_string(),
+            secret_access_key: credentials.secret_access_key().to_string(),
+            session_token: credentials
+                .session_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
         },
-        _ => AwsIdentity {
-            region,
+        None => AwsIdentity {
+            region: session.region.clone(),
             access_key_id: DEFAULT_ACCESS_KEY.into(),
             secret_access_key: DEFAULT_SECRET_KEY.into(),
             session_token: None,

@@ -53,7 +53,10 @@ pub fn run(
     let image_time = phase_start.elapsed();
     crate::artifacts::ensure_code(plan, plan.inline_code.as_deref())
         .map_err(|e| RunError::Other(e.to_string()))?;
-    let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env))
+    warn_unreadable(plan);
+    let downloaded = crate::remote_layers::ensure(plan, env, reporter)
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env), &downloaded)
         .map_err(|e| RunError::Other(e.to_string()))?;
 
     let (request_id, trace_id) = Invocation::new_ids();
@@ -518,6 +521,22 @@ fn pull(
         plan.architecture,
         freshness,
     )?)
+}
+
+/// Code and local layer directories with files that only work because the sandbox runs as root.
+fn warn_unreadable(plan: &InvokePlan) {
+    if let Some(code) = &plan.code_path {
+        crate::readability::warn_unreadable("the code", code);
+    }
+    for layer in &plan.layers {
+        if let crate::template::Layer::Local {
+            logical_id, path, ..
+        } = layer
+            && path.is_dir()
+        {
+            crate::readability::warn_unreadable(&format!("layer {logical_id}"), path);
+        }
+    }
 }
 
 fn function_arn(plan: &InvokePlan) -> String {

@@ -12,19 +12,7 @@ use crate::util::skip;
 
 /// A Python with awslambdaric (`LAMINA_TEST_PYTHON`, set by .ci/run; or the venv .ci/run makes).
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var("LAMINA_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/cache/lamina-test-venv/bin/python".into());
-    let ok = std::process::Command::new(&candidate)
-        .args(["-c", "import awslambdaric"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(PathBuf::from(candidate))
-    } else {
-        skip(&format!(
-            "{candidate} cannot import awslambdaric (LAMINA_TEST_PYTHON)"
-        ))
-    }
+    crate::util::python_with(&["awslambdaric"])
 }
 
 fn invocation(event: &str, timeout: Duration) -> Invocation {

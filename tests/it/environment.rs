@@ -176,3 +176,98 @@ fn test_environment_debug_mode_per_runtime() {
     // Without a debug port nothing changes.
     assert_eq!(env_var(&project.dry_run(&["Node"]), "NODE_OPTIONS"), None);
 }
+
+/// A project whose HOME has AWS shared config and credentials files.
+fn project_with_aws_files() -> Project {
+    Project::fixture("hello-python")
+        .file(
+            ".test-home/.aws/credentials",
+            "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = default-secret\n\n\
+             [dev]\naws_access_key_id = AKIDDEV\naws_secret_access_key = dev-secret\naws_session_token = dev-token\n",
+        )
+        .file(
+            ".test-home/.aws/config",
+            "[default]\nregion = ap-northeast-1\n\n[profile dev]\nregion = eu-central-1\n\n\
+             [profile tool]\nregion = ca-central-1\ncredential_process = /bin/sh -c \"printf '{\\\"Version\\\": 1, \\\"AccessKeyId\\\": \\\"AKIDPROCESS\\\", \\\"SecretAccessKey\\\": \\\"process-secret\\\"}'\"\n",
+        )
+}
+
+#[test]
+fn test_environment_profile_credentials_and_region() {
+    let project = project_with_aws_files();
+    let plan = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut run = project.invoke(&[&["HelloWorldFunction", "--dry-run"], args].concat());
+        for (k, v) in vars {
+            run = run.env(k, v);
+        }
+        let plan = run.success_json();
+        let get = |name| env_var(&plan, name).map(str::to_string);
+        (
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SESSION_TOKEN"),
+            get("AWS_REGION"),
+        )
+    };
+    let some = |s: &str| Some(s.to_string());
+    // The default profile, its region.
+    assert_eq!(
+        plan(&[], &[]),
+        (some("AKIDDEFAULT"), None, some("ap-northeast-1"))
+    );
+    // --profile: its keys, token and region.
+    assert_eq!(
+        plan(&["--profile", "dev"], &[]),
+        (some("AKIDDEV"), some("dev-token"), some("eu-central-1"))
+    );
+    // AWS_PROFILE selects it too; --region and AWS_DEFAULT_REGION beat the profile's region.
+    assert_eq!(
+        plan(
+            &[],
+            &[("AWS_PROFILE", "dev"), ("AWS_DEFAULT_REGION", "us-west-2")]
+        ),
+        (some("AKIDDEV"), some("dev-token"), some("us-west-2"))
+    );
+    assert_eq!(
+        plan(&["--profile", "dev", "--region", "sa-east-1"], &[]).2,
+        some("sa-east-1")
+    );
+    // Shell keys beat the files, unless a profile is named explicitly (botocore).
+    let shell = [
+        ("AWS_ACCESS_KEY_ID", "AKIDSHELL"),
+        ("AWS_SECRET_ACCESS_KEY", "shell-secret"),
+    ];
+    assert_eq!(plan(&[], &shell).0, some("AKIDSHELL"));
+    assert_eq!(plan(&["--profile", "dev"], &shell).0, some("AKIDDEV"));
+    // A credential_process profile runs the process (through the AWS SDK's chain).
+    assert_eq!(
+        plan(&["--profile", "tool"], &[]),
+        (some("AKIDPROCESS"), None, some("ca-central-1"))
+    );
+}
+
+#[test]
+fn test_environment_unknown_profile_is_an_error() {
+    let project = project_with_aws_files();
+    project
+        .invoke(&["HelloWorldFunction", "--dry-run", "--profile", "nope"])
+        .fails(
+            1,
+            &[
+                "The config profile (nope) could not be found",
+                ".aws/config",
+            ],
+        );
+    // AWS_PROFILE is checked the same way, also when there are no files at all.
+    project
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_PROFILE", "dev")
+        .fails(
+            1,
+            &[
+                "The config profile (dev) could not be found",
+                "/nonexistent/config",
+            ],
+        );
+}

@@ -647,13 +647,6 @@ Resources:
       InlineCode: |
         def handler(event, context):
             return {'inline': True}
-  Published:
-    Type: AWS::Serverless::Function
-    Properties:
-      Runtime: python3.12
-      Handler: app.handler
-      CodeUri: code.zip
-      Layers: [arn:aws:lambda:us-east-1:123456789012:layer:published:3]
 ";
     let project = Project::empty()
         .file("template.yaml", template)
@@ -671,6 +664,9 @@ Resources:
             0o644,
         )],
     );
+    use std::os::unix::fs::PermissionsExt;
+    let private = project.path().join("layer-one/python/only_one.py");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
     let invoke = Invoke::new(&project, &env);
     let out = invoke.run(&["Layered"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -678,9 +674,24 @@ Resources:
         out.stdout, r#"{"who": "layer two", "one": 1}"#,
         "both layers at /opt, the later one wins"
     );
+    // It runs here (as root) but would not in AWS: lamina says so.
+    assert!(
+        out.stderr.contains("1 entry in layer First")
+            && out.stderr.contains("python/only_one.py (0600)")
+            && out.stderr.contains("fails in AWS"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("Decompressing"), "{}", out.stderr);
-    let merged = shared_cache().join("layers-v1");
-    let count = std::fs::read_dir(&merged).unwrap().count();
+    // Merged /opt dirs of this test's layers (other tests share the cache and merge their own).
+    let merged = || {
+        std::fs::read_dir(shared_cache().join("layers-v1"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("python/only_one.py").exists())
+            .count()
+    };
+    assert_eq!(merged(), 1);
     // Changing only the code reuses the merged layers.
     zip_of(
         &project.path().join("code.zip"),
@@ -692,22 +703,221 @@ Resources:
     );
     let out = invoke.run(&["Layered"]);
     assert_eq!(out.stdout, r#""layer two""#, "{}", out.stderr);
-    assert_eq!(
-        std::fs::read_dir(&merged).unwrap().count(),
-        count,
-        "the layers were not merged again"
-    );
+    assert_eq!(merged(), 1, "the layers were not merged again");
 
     let out = invoke.run(&["Inline"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, r#"{"inline": true}"#);
+}
 
-    invoke.command(&["Published"]).fails(
-        1,
+/// moto's Lambda API in server mode (tests/fixtures/moto/lambda_api.py), publishing `zips`.
+struct LambdaApi {
+    child: std::process::Child,
+    endpoint: String,
+    arns: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl LambdaApi {
+    fn start(dir: &Path, zips: &[PathBuf], corrupt: Option<&str>) -> Option<LambdaApi> {
+        use std::io::BufRead;
+        let python = crate::util::python_with(&["awslambdaric", "moto"])?;
+        let stderr = dir.join(format!("moto-{}.log", uuid_like()));
+        let mut command = std::process::Command::new(python);
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moto/lambda_api.py"))
+            .args(zips)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(name) = corrupt {
+            command.env("LAMBDA_API_CORRUPT", name);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "moto did not start ({e}): {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            )
+        });
+        Some(LambdaApi {
+            child,
+            endpoint: ready["endpoint"].as_str().unwrap().to_string(),
+            arns: ready["arns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+            stderr,
+        })
+    }
+
+    /// How many times the layer zip `name` was downloaded.
+    fn downloads(&self, name: &str) -> usize {
+        std::fs::read_to_string(&self.stderr)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == format!("GET {name}"))
+            .count()
+    }
+}
+
+impl Drop for LambdaApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn test_sandbox_layers_published_in_aws() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::empty().file(
+        "app.py",
+        "import arnlayer, shared\n\ndef handler(event, context):\n    return {'arn': arnlayer.VALUE, 'shared': shared.WHO}\n",
+    ).file("local/python/shared.py", "WHO = 'local, after the ARN layer'\n");
+    zip_of(
+        &project.path().join("arnlayer.zip"),
         &[
-            "arn:aws:lambda:us-east-1:123456789012:layer:published:3",
-            "not downloaded yet",
+            (
+                "python/arnlayer.py",
+                "VALUE = 'from the ARN layer'\n",
+                0o644,
+            ),
+            ("python/shared.py", "WHO = 'the ARN layer'\n", 0o644),
+            ("bin/tool", "#!/bin/sh\n", 0o755),
         ],
+    );
+    zip_of(
+        &project.path().join("broken.zip"),
+        &[("python/broken.py", "", 0o644)],
+    );
+    let zips = [
+        project.path().join("arnlayer.zip"),
+        project.path().join("broken.zip"),
+    ];
+    let Some(api) = LambdaApi::start(project.path(), &zips, Some("broken.zip")) else {
+        return;
+    };
+    let (arn, broken_arn) = (&api.arns[0], &api.arns[1]);
+    let template = format!(
+        "\
+Resources:
+  Local:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: local/
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: .
+      Layers: [{arn}, !Ref Local]
+  Missing:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: .
+      Layers: [{missing}]
+  Broken:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: .
+      Layers: [{broken_arn}]
+",
+        missing = arn.replace(":1", ":7")
+    );
+    std::fs::write(project.path().join("template.yaml"), template).unwrap();
+    let layers = project.path().join("layers-pkg");
+    let invoke = Invoke::new(&project, &env);
+    let with_api = |args: &[&str]| {
+        invoke
+            .command(args)
+            .arg("--layer-cache-basedir")
+            .arg(&layers)
+            .env("AWS_ENDPOINT_URL", &api.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+    };
+
+    let out = with_api(&["Fn"]).output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"arn": "from the ARN layer", "shared": "local, after the ARN layer"}"#
+    );
+    // SAM's cache layout: <name>-<version>-<sha256(arn)[..10]>, status `completed`.
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(arn.as_bytes()));
+    let name = format!("arnlayer-1-{}", &digest[..10]);
+    assert!(layers.join(&name).join("python/arnlayer.py").is_file());
+    assert_eq!(
+        std::fs::read_to_string(
+            layers
+                .join(".locks")
+                .join(format!("{name}.downloading.status"))
+        )
+        .unwrap(),
+        "completed"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let tool_mode = std::fs::metadata(layers.join(&name).join("bin/tool"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(tool_mode & 0o777, 0o755, "the zip's modes are kept");
+    assert_eq!(api.downloads("arnlayer.zip"), 1);
+
+    // Cached: no API call, no download, works without credentials.
+    let out = invoke
+        .command(&["Fn", "--layer-cache-basedir", layers.to_str().unwrap()])
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is already cached. Skipping download"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(api.downloads("arnlayer.zip"), 1);
+
+    // --force-image-build downloads it again.
+    let out = with_api(&["Fn", "--force-image-build"]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(api.downloads("arnlayer.zip"), 2);
+
+    // Bad input: clear errors, exit 1, nothing half-written in the layer cache.
+    let out =
+        with_api(&["Missing"]).fails(1, &[&format!("{} was not found.", arn.replace(":1", ":7"))]);
+    invoke.assert_clean(&out);
+    let out = with_api(&["Broken"]).fails(1, &["broken", "sha256", "nothing was cached"]);
+    invoke.assert_clean(&out);
+    let out = invoke
+        .command(&["Broken", "--layer-cache-basedir", layers.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &api.endpoint)
+        .fails(
+            1,
+            &["Layers require credentials to download the layers locally."],
+        );
+    invoke.assert_clean(&out);
+    let mut left: Vec<String> = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [".locks".to_string(), name],
+        "only the good layer is cached"
     );
 }
 

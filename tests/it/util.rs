@@ -247,6 +247,25 @@ pub fn must_work() -> bool {
     std::env::var("LAMINA_TEST_MUST_WORK").is_ok_and(|v| v == "1")
 }
 
+/// The test venv's Python (`LAMINA_TEST_PYTHON`, made by .ci/run) when it can import `modules`.
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let candidate = std::env::var("LAMINA_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/cache/lamina-test-venv/bin/python".into());
+    let ok = Command::new(&candidate)
+        .arg("-c")
+        .arg(format!("import {}", modules.join(", ")))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(PathBuf::from(candidate))
+    } else {
+        skip(&format!(
+            "{candidate} cannot import {} (LAMINA_TEST_PYTHON)",
+            modules.join(", ")
+        ))
+    }
+}
+
 /// Skips the calling test (returns `None`) with a printed reason, or fails it under
 /// `LAMINA_TEST_MUST_WORK=1`.
 pub fn skip<T>(reason: &str) -> Option<T> {
