@@ -149,13 +149,6 @@ async fn resolve_with_sdk(
         profile_provider = profile_provider.profile_name(name);
     }
     let profile_provider = profile_provider.configure(&config).build();
-    let web_identity =
-        aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder()
-            .configure(&config)
-            .build();
-    let container = aws_config::ecs::EcsCredentialsProvider::builder()
-        .configure(&config)
-        .build();
     // botocore: an explicit profile ignores the `AWS_ACCESS_KEY_ID` variables.
     let mut chain = if explicit_profile {
         CredentialsProviderChain::first_try("Profile", profile_provider)
@@ -166,9 +159,27 @@ async fn resolve_with_sdk(
         )
         .or_else("Profile", profile_provider)
     };
-    chain = chain
-        .or_else("WebIdentityToken", web_identity)
-        .or_else("Container", container);
+    // These two are made only when their variables are set: building one sets up an HTTPS client,
+    // which reads every system root certificate (~3 ms) even if it is never used.
+    let var = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
+        chain = chain.or_else(
+            "WebIdentityToken",
+            aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder()
+                .configure(&config)
+                .build(),
+        );
+    }
+    if var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)
+        || var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI)
+    {
+        chain = chain.or_else(
+            "Container",
+            aws_config::ecs::EcsCredentialsProvider::builder()
+                .configure(&config)
+                .build(),
+        );
+    }
     if imds_enabled(env) {
         chain = chain.or_else(
             "Ec2InstanceMetadata",
