@@ -77,7 +77,9 @@ pub fn ensure(
             return Ok(found);
         }
         let strict = matches!(freshness, Freshness::CheckNow { strict: true });
-        match runtime()?.block_on(Registry::new(image, ctx.mirrors, ctx.env).current_digest()) {
+        match runtime()?
+            .block_on(Registry::new(&image.reference, ctx.mirrors, ctx.env).current_digest())
+        {
             Ok(digest) if digest == entry.resolved_digest => {
                 ctx.cache.write_ref(
                     image,
@@ -147,7 +149,7 @@ async fn pull(
     image: &ImageRef,
     arch: Architecture,
 ) -> Result<CachedImage, ImageError> {
-    let registry = Registry::new(image, ctx.mirrors, ctx.env);
+    let registry = Registry::new(&image.reference, ctx.mirrors, ctx.env);
     let resolved = registry.resolve(arch).await?;
     let canonical = image.canonical();
     let entry = RefEntry {
