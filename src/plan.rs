@@ -20,7 +20,7 @@ use crate::template::IdentifierError;
 use crate::template::{
     self, Code, Function, ImageConfig, Layer, LoadOptions, PackageType, TemplateError,
 };
-use crate::{aws, paths};
+use crate::{aws, image, paths};
 
 /// SAM's stand-in credentials when none are configured.
 const DEFAULT_ACCESS_KEY: &str = "defaultkey";
@@ -86,7 +86,8 @@ pub struct InvokePlan {
     /// `InlineCode` / `Code.ZipFile`, written into `code_path` before the run.
     #[serde(skip)]
     pub inline_code: Option<String>,
-    /// The image reference that runs, e.g. `public.ecr.aws/lambda/python:3.12`.
+    /// The image reference that runs, e.g. `public.ecr.aws/lambda/python:3.12`, or an OCI layout
+    /// `oci:/absolute/path[:tag]` (a relative path is already taken from its base here).
     pub image: String,
     pub image_config: ImageConfig,
     pub layers: Vec<Layer>,
@@ -219,8 +220,10 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
                 )));
             }
             let runtime_name = catalog.name.as_str();
-            let image = invoke_image(&args.invoke_image, &function.full_path)
-                .unwrap_or_else(|| catalog.image.clone());
+            let image = invoke_image(&args.invoke_image, &function.full_path).map_or_else(
+                || catalog.image.clone(),
+                |i| image::layout::anchor(&i, &ctx.cwd),
+            );
             let (code_path, archive) = code_location(function, ctx)?;
             tracing::info!(
                 "Invoking {} ({})",
@@ -238,6 +241,7 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
                     function.full_path
                 ))
             })?;
+            let image = image::layout::anchor(&image, &function.template_dir);
             tracing::info!("Invoking Container created from {image}");
             (image, None, None, Vec::new())
         }

@@ -1,9 +1,10 @@
-//! Lambda runtime images: pulled over the OCI distribution API, verified by digest, unpacked once
-//! into a content-addressed rootfs cache.
+//! Lambda runtime images: pulled over the OCI distribution API or read from a local OCI image
+//! layout, verified by digest, unpacked once into a content-addressed rootfs cache.
 //!
 //! - `reference`: image names and registry mirrors;
 //! - `auth`: registry credentials from Docker's config file;
 //! - `registry`: talking to a registry (oci-client): manifests, platform choice, verified blobs;
+//! - `layout`: the same from an OCI image-layout directory (`oci:PATH[:TAG]`);
 //! - `layer`: applying layer tars to a rootfs safely;
 //! - `cache`: the on-disk layout, locks and atomic publication;
 //! - `pull`: the policy: when to ask the registry, when the cache is enough.
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod cache;
 pub mod layer;
+pub mod layout;
 pub mod pull;
 pub mod reference;
 pub mod registry;
@@ -63,6 +65,9 @@ pub enum ImageError {
         #[source]
         source: layer::LayerError,
     },
+    /// An OCI layout that cannot be used: missing, not a layout, no such tag, a bad blob.
+    #[error("`{reference}`: {message}")]
+    Layout { reference: String, message: String },
     #[error("`{reference}` is not in the image cache and --skip-pull-image forbids pulling it")]
     NotCached { reference: String },
     #[error("image cache {}: {message}", .path.display())]

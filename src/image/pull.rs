@@ -57,12 +57,17 @@ impl PullContext<'_> {
 }
 
 /// Returns the image for `arch`, pulling it when the cache does not have it (or has an old one).
+/// An OCI layout (`oci:PATH`) is local: it is read again every time, whatever `freshness` says.
 pub fn ensure(
     ctx: &PullContext,
     image: &ImageRef,
     arch: Architecture,
     freshness: Freshness,
 ) -> Result<CachedImage, ImageError> {
+    let reference = match image {
+        ImageRef::Registry(reference) => reference,
+        ImageRef::Layout(layout) => return super::layout::ensure(ctx, image, layout, arch),
+    };
     let canonical = image.canonical();
     if let Some(cached) = cached(ctx.cache, image, arch) {
         let (entry, found) = cached;
@@ -77,7 +82,7 @@ pub fn ensure(
             return Ok(found);
         }
         let strict = matches!(freshness, Freshness::CheckNow { strict: true });
-        match runtime()?.block_on(Registry::new(image, ctx.mirrors, ctx.env).current_digest()) {
+        match runtime()?.block_on(Registry::new(reference, ctx.mirrors, ctx.env).current_digest()) {
             Ok(digest) if digest == entry.resolved_digest => {
                 ctx.cache.write_ref(
                     image,
@@ -120,7 +125,7 @@ pub fn ensure(
         ctx.cache.touch(&found);
         return Ok(found);
     }
-    let found = runtime()?.block_on(pull(ctx, image, arch))?;
+    let found = runtime()?.block_on(pull(ctx, image, reference, arch))?;
     ctx.cache.touch(&found);
     Ok(found)
 }
@@ -145,9 +150,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
 async fn pull(
     ctx: &PullContext<'_>,
     image: &ImageRef,
+    reference: &oci_client::Reference,
     arch: Architecture,
 ) -> Result<CachedImage, ImageError> {
-    let registry = Registry::new(image, ctx.mirrors, ctx.env);
+    let registry = Registry::new(reference, ctx.mirrors, ctx.env);
     let resolved = registry.resolve(arch).await?;
     let canonical = image.canonical();
     let entry = RefEntry {
@@ -210,8 +216,9 @@ async fn fetch_blobs(
     Ok(())
 }
 
-/// Unpacks the verified layers in order into a staging directory and publishes it.
-fn unpack(
+/// Unpacks the verified layers in order into a staging directory and publishes it. A layer blob
+/// that no longer matches its digest is deleted and reported as `ImageError::Digest`.
+pub(super) fn unpack(
     cache: &Cache,
     canonical: &str,
     arch: Architecture,

@@ -1,27 +1,36 @@
-//! Image references (`public.ecr.aws/lambda/python:3.12`, `alpine`, `repo@sha256:...`) and the
-//! registry mirrors that redirect them (`LAMINA_REGISTRY_MIRROR`, `config.toml`).
+//! Image references (`public.ecr.aws/lambda/python:3.12`, `alpine`, `repo@sha256:...`,
+//! `oci:PATH[:TAG]`) and the registry mirrors that redirect them (`LAMINA_REGISTRY_MIRROR`,
+//! `config.toml`).
 
 use std::path::Path;
 
 use oci_client::Reference;
 
 use super::ImageError;
+use super::layout::{self, LayoutRef};
 use crate::env_vars;
 
-/// A parsed reference, with the text the user wrote kept for messages.
+/// A parsed reference: where the image comes from.
 #[derive(Debug, Clone)]
-pub struct ImageRef {
-    /// The canonical form, e.g. `docker.io/library/alpine:latest`; also the cache key.
-    pub reference: Reference,
+pub enum ImageRef {
+    /// An image in a registry. Its canonical form, e.g. `docker.io/library/alpine:latest`, is
+    /// also the cache key.
+    Registry(Reference),
+    /// An image in a local OCI image-layout directory, `oci:PATH[:TAG]`.
+    Layout(LayoutRef),
 }
 
 impl ImageRef {
-    /// Parses a Docker-style reference (`alpine`, `repo/name:tag`, `host:5000/name@sha256:...`),
-    /// filling in Docker's defaults (`docker.io`, `library/`, `latest`).
+    /// Parses `oci:PATH[:TAG]` (see [`LayoutRef::parse`]) or a Docker-style reference (`alpine`,
+    /// `repo/name:tag`, `host:5000/name@sha256:...`), filling in Docker's defaults (`docker.io`,
+    /// `library/`, `latest`).
     ///
     /// Hand-written rather than oci-spec's `Reference::from_str`, whose large regex takes about
     /// 25 ms to compile: this runs on every warm invoke.
     pub fn parse(text: &str) -> Result<ImageRef, ImageError> {
+        if text.starts_with(layout::PREFIX) {
+            return LayoutRef::parse(text).map(ImageRef::Layout);
+        }
         let invalid = |message: &str| ImageError::InvalidReference {
             reference: text.into(),
             message: message.into(),
@@ -83,17 +92,23 @@ impl ImageRef {
                 Reference::with_tag(registry, repository, tag.unwrap_or("latest").into())
             }
         };
-        Ok(ImageRef { reference })
+        Ok(ImageRef::Registry(reference))
     }
 
-    /// `registry/repository:tag` or `registry/repository@digest`.
+    /// `registry/repository:tag`, `registry/repository@digest` or `oci:/absolute/path[:tag]`.
     pub fn canonical(&self) -> String {
-        self.reference.whole()
+        match self {
+            ImageRef::Registry(reference) => reference.whole(),
+            ImageRef::Layout(layout) => layout.canonical(),
+        }
     }
 
     /// A digest reference never changes, so it never needs re-checking.
     pub fn is_pinned(&self) -> bool {
-        self.reference.digest().is_some()
+        match self {
+            ImageRef::Registry(reference) => reference.digest().is_some(),
+            ImageRef::Layout(_) => false,
+        }
     }
 }
 

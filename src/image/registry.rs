@@ -6,17 +6,17 @@ use std::path::Path;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::reference::{Endpoint, ImageRef, Mirrors};
+use super::reference::{Endpoint, Mirrors};
 use super::{ImageError, Reporter};
 use crate::runtimes::Architecture;
 
-/// A manifest chosen for one platform, with its config blob.
+/// A manifest chosen for one platform, with its config blob (from a registry or an OCI layout).
 pub struct Resolved {
     pub manifest: OciImageManifest,
     /// Digest of the platform manifest (the rootfs cache key).
@@ -37,11 +37,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(
-        image: &ImageRef,
+        reference: &Reference,
         mirrors: &Mirrors,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Registry {
-        let reference = &image.reference;
         let endpoint = mirrors.endpoint_for(reference.registry());
         let target = match (reference.tag(), reference.digest()) {
             (_, Some(digest)) => Reference::with_digest(
@@ -70,7 +69,7 @@ impl Registry {
             client: Client::new(config),
             auth: super::auth::for_registry(reference.registry(), env),
             target,
-            image: image.canonical(),
+            image: reference.whole(),
             endpoint,
         }
     }
@@ -121,28 +120,8 @@ impl Registry {
         let (manifest, manifest_digest, index_digest) = match manifest {
             OciManifest::Image(image) => (image, digest, None),
             OciManifest::ImageIndex(index) => {
-                let platform_of = |e: &oci_client::manifest::ImageIndexEntry| {
-                    e.platform
-                        .as_ref()
-                        .map(|p| (p.os.to_string(), p.architecture.to_string()))
-                };
-                let chosen = index.manifests.iter().find(|e| {
-                    platform_of(e).is_some_and(|(os, a)| os == "linux" && a == arch.oci_arch())
-                });
-                let Some(entry) = chosen else {
-                    let available = index
-                        .manifests
-                        .iter()
-                        .filter_map(platform_of)
-                        .filter(|(os, a)| os != "unknown" && a != "unknown")
-                        .map(|(os, a)| format!("{os}/{a}"))
-                        .collect();
-                    return Err(ImageError::Platform {
-                        reference: self.image.clone(),
-                        wanted: arch.oci_arch().into(),
-                        available,
-                    });
-                };
+                let entries: Vec<_> = index.manifests.iter().collect();
+                let entry = choose_platform(&entries, arch, &self.image)?;
                 let child = self.target.clone_with_digest(entry.digest.clone());
                 match self
                     .client
@@ -153,11 +132,7 @@ impl Registry {
                     (OciManifest::Image(image), child_digest) => {
                         (image, child_digest, Some(digest))
                     }
-                    (OciManifest::ImageIndex(_), _) => {
-                        return Err(self.error(
-                            "an image index points at another index, which lamina does not follow",
-                        ));
-                    }
+                    (OciManifest::ImageIndex(_), _) => return Err(self.error(NESTED_INDEX)),
                 }
             }
         };
@@ -166,17 +141,7 @@ impl Registry {
             .pull_blob(&self.target, &manifest.config, &mut config)
             .await
             .map_err(|e| self.oci_error(e))?;
-        // A single-platform image must still be for our architecture.
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&config)
-            && let Some(image_arch) = value.get("architecture").and_then(|a| a.as_str())
-            && image_arch != arch.oci_arch()
-        {
-            return Err(ImageError::Platform {
-                reference: self.image.clone(),
-                wanted: arch.oci_arch().into(),
-                available: vec![format!("linux/{image_arch}")],
-            });
-        }
+        check_architecture(&config, arch, &self.image)?;
         Ok(Resolved {
             manifest,
             manifest_digest,
@@ -221,6 +186,58 @@ impl Registry {
         reporter.blob_finished(&blob.digest);
         Ok(())
     }
+}
+
+pub(super) const NESTED_INDEX: &str =
+    "an image index points at another index, which lamina does not follow";
+
+/// The entry of an image index for `linux/<arch>`, or an error naming the platforms it has.
+pub(super) fn choose_platform<'a>(
+    entries: &[&'a ImageIndexEntry],
+    arch: Architecture,
+    reference: &str,
+) -> Result<&'a ImageIndexEntry, ImageError> {
+    let platform_of = |e: &ImageIndexEntry| {
+        e.platform
+            .as_ref()
+            .map(|p| (p.os.to_string(), p.architecture.to_string()))
+    };
+    if let Some(entry) = entries
+        .iter()
+        .find(|e| platform_of(e).is_some_and(|(os, a)| os == "linux" && a == arch.oci_arch()))
+    {
+        return Ok(entry);
+    }
+    let available = entries
+        .iter()
+        .filter_map(|e| platform_of(e))
+        .filter(|(os, a)| os != "unknown" && a != "unknown")
+        .map(|(os, a)| format!("{os}/{a}"))
+        .collect();
+    Err(ImageError::Platform {
+        reference: reference.into(),
+        wanted: arch.oci_arch().into(),
+        available,
+    })
+}
+
+/// A single-platform image must still be for our architecture (its config says which).
+pub(super) fn check_architecture(
+    config: &[u8],
+    arch: Architecture,
+    reference: &str,
+) -> Result<(), ImageError> {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(config)
+        && let Some(image_arch) = value.get("architecture").and_then(|a| a.as_str())
+        && image_arch != arch.oci_arch()
+    {
+        return Err(ImageError::Platform {
+            reference: reference.into(),
+            wanted: arch.oci_arch().into(),
+            available: vec![format!("linux/{image_arch}")],
+        });
+    }
+    Ok(())
 }
 
 /// Adds the likely cause to a registry error.

@@ -79,6 +79,8 @@ pub struct Function {
     properties: Map<String, Value>,
     /// Where relative layer paths are resolved (the template's directory or `--docker-volume-basedir`).
     base_dir: PathBuf,
+    /// The directory of the function's template, where a relative `ImageUri: oci:PATH` is found.
+    pub template_dir: PathBuf,
     /// The layer resources of the function's own stack, for `Layers: [!Ref MyLayer]`.
     stack_layers: Map<String, Value>,
 }
@@ -152,6 +154,7 @@ pub fn extract(stacks: &[Stack], volume_basedir: Option<&Path>) -> (Vec<Function
                 code,
                 properties,
                 base_dir: base_dir.clone(),
+                template_dir: stack.base_dir.clone(),
                 stack_layers: stack_layers.clone(),
             });
         }

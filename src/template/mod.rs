@@ -13,6 +13,7 @@ mod stack;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use function::normalize;
 pub use function::{
     Code, Function, ImageConfig, Layer, LoggingConfig, PackageType, Skipped,
     extract as extract_functions,

@@ -1,5 +1,6 @@
 //! Image pulls against a real registry (Debian's docker-registry on 127.0.0.1, see
-//! `scripts/registry`) holding the images `scripts/build-test-images` makes.
+//! `scripts/registry`) holding the images `scripts/build-test-images` makes, and from those
+//! images' OCI layouts directly (`oci:PATH[:TAG]`).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use lamina::image::pull::PullContext;
 use lamina::image::{Cache, Freshness, ImageError, ImageRef, Mirrors, QuietReporter, ensure};
 use lamina::runtimes::Architecture;
 
-use crate::util::{Project, Run, registry};
+use crate::util::{Project, Run, registry, test_images};
 
 /// A `lamina image ...` run with its own cache, production names mirrored to the test registry.
 fn image_cmd(project: &Project, registry: &str, args: &[&str]) -> Run {
@@ -724,4 +725,189 @@ fn test_images_gzip_zstd_and_plain_tar_layers() {
     assert_eq!(read("from-zstd"), "zstd\n");
     assert_eq!(read("from-tar"), "tar\n");
     assert_eq!(read("overwritten"), "zstd\n", "layers apply in order");
+}
+
+/// `lamina image ...` with the project's own cache and no registry at all.
+fn local_image_cmd(project: &Project, args: &[&str]) -> Run {
+    Run::new(project.path()).arg("image").args(args)
+}
+
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+#[test]
+fn test_images_oci_layout_pull_inspect_ls_rm() {
+    let Some(images) = test_images() else { return };
+    let project = Project::empty();
+    let reference = format!("oci:{}/provided", images.display());
+    let out = local_image_cmd(&project, &["pull", &reference]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(fields[..2], [reference.as_str(), "linux/amd64"]);
+    let cache = cache_dir(&project);
+    let rootfs = rootfs_of(&cache, fields[2]);
+    assert!(rootfs.join("bin/busybox").is_file(), "{}", rootfs.display());
+    assert!(rootfs.join("lambda-entrypoint.sh").is_file());
+
+    let ls = local_image_cmd(&project, &["ls"]).output();
+    assert!(
+        ls.stdout.contains(&reference) && ls.stdout.contains("linux/amd64"),
+        "{}",
+        ls.stdout
+    );
+    let inspect = local_image_cmd(&project, &["inspect", &reference]).success_json();
+    assert_eq!(inspect["reference"], reference.as_str());
+    assert_eq!(inspect["rootfs"], rootfs.to_str().unwrap());
+    assert_eq!(
+        inspect["meta"]["run_config"]["entrypoint"],
+        serde_json::json!(["/lambda-entrypoint.sh"])
+    );
+
+    // Once unpacked, nothing is copied again: the same image by its tag needs no blob.
+    for blob in std::fs::read_dir(cache.join("blobs-v1/sha256")).unwrap() {
+        std::fs::remove_file(blob.unwrap().path()).unwrap();
+    }
+    let tagged = format!("{reference}:al2023");
+    let out = local_image_cmd(&project, &["pull", &tagged]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.split_whitespace().nth(2), Some(fields[2]));
+    assert_eq!(entries(&cache.join("blobs-v1/sha256")), 0, "blobs copied");
+    assert_eq!(entries(&cache.join("rootfs-v1")), 1);
+    assert_eq!(entries(&cache.join("tmp")), 0, "no staging left");
+
+    let rm = local_image_cmd(&project, &["rm", &reference]).output();
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert_eq!(rm.stdout.trim(), format!("removed {reference} linux/amd64"));
+    let ls = local_image_cmd(&project, &["ls"]).output();
+    assert!(
+        !ls.stdout.contains(&format!("{reference} ")) && ls.stdout.contains(&tagged),
+        "{}",
+        ls.stdout
+    );
+}
+
+#[test]
+fn test_images_oci_layout_errors() {
+    let Some(images) = test_images() else { return };
+    let project = Project::empty().dir("not-a-layout");
+    let provided = images.join("provided");
+    local_image_cmd(
+        &project,
+        &["pull", &format!("oci:{}:nope", provided.display())],
+    )
+    .fails(
+        1,
+        &[
+            &format!("`oci:{}:nope`", provided.display()),
+            "no image tagged `nope`",
+            &format!("{}/index.json", provided.display()),
+            "it has: al2023",
+        ],
+    );
+    let missing = project.path().join("missing");
+    local_image_cmd(&project, &["pull", "oci:missing"]).fails(
+        1,
+        &[
+            &format!("`oci:{}`", missing.display()),
+            "cannot open",
+            "No such file or directory",
+        ],
+    );
+    local_image_cmd(&project, &["pull", "oci:not-a-layout:1"]).fails(
+        1,
+        &["not-a-layout", "is not an OCI image layout", "oci-layout"],
+    );
+    local_image_cmd(&project, &["pull", "oci:"]).fails(1, &["invalid image reference `oci:`"]);
+}
+
+#[test]
+fn test_images_oci_layout_corrupt_blob_is_refused() {
+    let Some(images) = test_images() else { return };
+    let project = Project::empty();
+    let layout = project.path().join("layout");
+    crate::util::copy_dir(&images.join("provided"), &layout);
+    let layer = layout_layers("provided").remove(0);
+    let file = layout
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+
+    local_image_cmd(&project, &["pull", "oci:layout:al2023"]).fails(
+        1,
+        &[
+            &format!("{} is corrupt", file.display()),
+            &format!("does not match digest {layer}"),
+        ],
+    );
+    let cache = cache_dir(&project);
+    assert_eq!(entries(&cache.join("rootfs-v1")), 0, "no image entry");
+    assert_eq!(entries(&cache.join("tmp")), 0, "no staging or partial copy");
+    assert_eq!(entries(&cache.join("refs-v1")), 0);
+    assert!(
+        !cache
+            .join("blobs-v1/sha256")
+            .join(layer.trim_start_matches("sha256:"))
+            .exists()
+    );
+    // A missing blob names the digest and the file.
+    std::fs::remove_file(&file).unwrap();
+    local_image_cmd(&project, &["pull", "oci:layout"]).fails(
+        1,
+        &[&format!("blob {layer} is missing ({})", file.display())],
+    );
+}
+
+#[test]
+fn test_images_oci_layout_platforms() {
+    let Some(images) = test_images() else { return };
+    let project = Project::empty();
+    // `index.json` -> a nested image index -> the platform's manifest.
+    let multiarch = format!("oci:{}/multiarch:1", images.display());
+    for arch in ["x86_64", "arm64"] {
+        let out = local_image_cmd(&project, &["pull", &multiarch, "--arch", arch]).output();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+        let marker =
+            std::fs::read_to_string(rootfs_of(&cache_dir(&project), &digest).join("arch")).unwrap();
+        assert_eq!(
+            marker.trim(),
+            if arch == "x86_64" { "amd64" } else { "arm64" }
+        );
+    }
+    // The registry path's message for a single-platform image.
+    let provided = format!("oci:{}/provided", images.display());
+    local_image_cmd(&project, &["pull", &provided, "--arch", "arm64"]).fails(
+        1,
+        &[&format!(
+            "`{provided}` has no image for linux/arm64; it has: linux/amd64"
+        )],
+    );
+}
+
+#[test]
+fn test_images_oci_layout_paths() {
+    // `ImageUri` is taken from the template's directory, `--invoke-image` from the current one.
+    let project = Project::empty()
+        .file(
+            "stack/template.yaml",
+            "Resources:\n  FromLayout:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n      ImageUri: oci:../layouts/app:1\n  Zip:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handler\n      CodeUri: .\n",
+        );
+    let root = project.path().canonicalize().unwrap();
+    let plan = project.dry_run(&["FromLayout", "-t", "stack/template.yaml"]);
+    assert_eq!(
+        plan["image"],
+        format!("oci:{}/layouts/app:1", root.display())
+    );
+    let plan = project.dry_run(&[
+        "Zip",
+        "-t",
+        "stack/template.yaml",
+        "--invoke-image",
+        "oci:./emulation",
+    ]);
+    assert_eq!(plan["image"], format!("oci:{}/emulation", root.display()));
 }

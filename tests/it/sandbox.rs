@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::util::{Outcome, Project, Run, registry, skip};
+use crate::util::{Outcome, Project, Run, registry, skip, test_images};
 
 /// One image cache for every test of the run, as users share one (and as the parallel tests need).
 fn shared_cache() -> &'static Path {
@@ -21,11 +21,16 @@ struct Env {
     registry: String,
 }
 
-fn sandbox_env() -> Option<Env> {
+fn require_root() -> Option<()> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return skip("real invokes need root until rootless invokes land");
     }
+    Some(())
+}
+
+fn sandbox_env() -> Option<Env> {
+    require_root()?;
     Some(Env {
         registry: registry()?,
     })
@@ -479,6 +484,39 @@ fn test_sandbox_image_function() {
     );
     let out = invoke.run(&["Overridden"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn test_sandbox_image_function_from_an_oci_layout() {
+    let (Some(()), Some(images)) = (require_root(), test_images()) else {
+        return;
+    };
+    // Nothing listens on port 9: a layout needs no registry.
+    let env = Env {
+        registry: "127.0.0.1:9".into(),
+    };
+    let template = "Resources:\n  FromLayout:\n    Type: AWS::Serverless::Function\n    Properties:\n      PackageType: Image\n      ImageUri: oci:layouts/python-function:1\n";
+    let project = Project::empty().file("template.yaml", template);
+    std::os::unix::fs::symlink(&images, project.path().join("layouts")).unwrap();
+    let invoke = Invoke::new(&project, &env);
+    let out = invoke
+        .command(&["FromLayout", "-e", "-"])
+        .stdin(r#"{"k": "v"}"#)
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"from": "image", "event": {"k": "v"}, "task_root": "/var/task", "handler": "app.handler"}"#
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "Invoking Container created from oci:{}/layouts/python-function:1",
+            project.path().canonicalize().unwrap().display()
+        )),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Request ids differ between runs; everything else must not.

@@ -56,7 +56,8 @@ impl Project {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a directory tree (regular files are copied, never linked).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -274,6 +275,23 @@ pub fn skip<T>(reason: &str) -> Option<T> {
     }
     eprintln!("skipped: {reason}");
     None
+}
+
+/// The OCI image layouts `scripts/build-test-images` writes (`LAMINA_TEST_IMAGES`, default
+/// `/var/cache/lamina-test-images`), or a skip when they are not there.
+pub fn test_images() -> Option<PathBuf> {
+    let dir = std::env::var_os("LAMINA_TEST_IMAGES").map_or_else(
+        || PathBuf::from("/var/cache/lamina-test-images"),
+        PathBuf::from,
+    );
+    if dir.join("provided/index.json").is_file() {
+        Some(dir)
+    } else {
+        skip(&format!(
+            "no test images in {} (run scripts/build-test-images)",
+            dir.display()
+        ))
+    }
 }
 
 /// The local test registry holding `scripts/build-test-images` output (`LAMINA_TEST_REGISTRY`,
