@@ -1183,6 +1183,56 @@ fn test_sandbox_rootless_gives_the_same_results() {
             "{function}: rootless and root print the same"
         );
     }
+    // -d works rootless too: the forwarder joins the sandbox's user and network namespaces.
+    let port = free_port();
+    let mut listen = std::process::Command::new("runuser");
+    listen
+        .args(["-u", &user, "--", "env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(format!("HOME={}", account.dir.display()))
+        .arg(format!(
+            "LAMINA_CACHE_DIR={}",
+            place.path().join("cache").display()
+        ))
+        .arg(format!(
+            "LAMINA_REGISTRY_MIRROR=public.ecr.aws=http://{}",
+            env.registry
+        ))
+        .arg(&binary)
+        .args([
+            "local",
+            "invoke",
+            "Listen",
+            "-e",
+            "-",
+            "-d",
+            &port.to_string(),
+        ])
+        .current_dir(&project_copy)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = listen.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!(r#"{{"port": {port}}}"#).as_bytes())
+            .unwrap();
+    }
+    assert_eq!(echo_through(port), "echo: ping\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"heard": "ping"}"#);
+
     // Without a cgroup subtree of its own, a v1 host says what to run, once.
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         let out = std::process::Command::new("runuser")
@@ -1297,24 +1347,11 @@ fn test_sandbox_network_modes() {
     assert_eq!(seen["body"], "hello from the host");
 }
 
-#[test]
-fn test_sandbox_debug_port_reaches_the_function() {
-    let Some(env) = sandbox_env() else { return };
-    let project = Project::fixture("behaviours");
-    let invoke = Invoke::new(&project, &env);
-    // A free port on the host's loopback, used inside the sandbox too.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = invoke
-        .command(&["Listen", "-e", "-", "-d", &port.to_string()])
-        .stdin(&format!(r#"{{"port": {port}}}"#))
-        .spawn_piped();
+/// Sends `ping` to the behaviours fixture's `Listen` function through `-d port` on the host.
+fn echo_through(port: u16) -> String {
     // The forwarder listens before the function starts; retry until the function listens too.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let reply = loop {
+    loop {
         use std::io::{BufRead, Write};
         assert!(
             Instant::now() < deadline,
@@ -1329,12 +1366,119 @@ fn test_sandbox_debug_port_reaches_the_function() {
                     .is_ok()
                     && !line.is_empty()
                 {
-                    break line;
+                    return line;
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn test_sandbox_debugpy_attaches_through_the_debug_port() {
+    let Some(env) = sandbox_env() else { return };
+    let Some(python) = crate::util::python_with(&["debugpy"]) else {
+        return;
     };
+    // SAM's recipe: debugpy in a directory given as --debugger-path, on the function's PYTHONPATH
+    // through --container-env-vars, started by --debug-args.
+    let site = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import debugpy, os; print(os.path.dirname(os.path.dirname(debugpy.__file__)))",
+        ])
+        .output()
+        .unwrap();
+    let site = PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+    let project = Project::empty()
+        .file(
+            "template.yaml",
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties: {Runtime: python3.12, Handler: app.handler, CodeUri: code/}\n",
+        )
+        .file(
+            "code/app.py",
+            "def handler(event, context):\n    name = event['name']\n    greeting = 'hello ' + name\n    return {'greeting': greeting}\n",
+        )
+        .file(
+            "container-env.json",
+            r#"{"Parameters": {"PYTHONPATH": "/tmp/lambci_debug_files"}}"#,
+        )
+        .dir("debugger");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(site.join("debugpy"))
+        .arg(project.path().join("debugger"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let invoke = Invoke::new(&project, &env);
+    let port = free_port().to_string();
+    let child = invoke
+        .command(&[
+            "-e",
+            "-",
+            "-d",
+            &port,
+            "--debugger-path",
+            "debugger",
+            "--container-env-vars",
+            "container-env.json",
+            "--debug-args",
+            &format!("-m debugpy --listen 0.0.0.0:{port} --wait-for-client"),
+        ])
+        .stdin(r#"{"name": "debugger"}"#)
+        .spawn_piped();
+    // A real DAP client: breakpoint on line 3, evaluate in the stopped frame, continue.
+    let client = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debugpy/attach.py"))
+        .args([&port, "/var/task/app.py", "3", "name.upper()"])
+        .output()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        client.status.success(),
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
+    assert_eq!(seen["reason"], "breakpoint", "{seen}");
+    assert_eq!(seen["file"], "/var/task/app.py");
+    assert_eq!(seen["line"], 3);
+    assert_eq!(seen["value"], "'DEBUGGER'");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"{"greeting": "hello debugger"}"#
+    );
+    let out = Outcome {
+        code: 0,
+        stdout: String::new(),
+        stderr: stderr.into_owned(),
+    };
+    invoke.assert_clean(&out);
+}
+
+#[test]
+fn test_sandbox_debug_port_reaches_the_function() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    // A free port on the host's loopback, used inside the sandbox too.
+    let port = free_port();
+    let child = invoke
+        .command(&["Listen", "-e", "-", "-d", &port.to_string()])
+        .stdin(&format!(r#"{{"port": {port}}}"#))
+        .spawn_piped();
+    let reply = echo_through(port);
     assert_eq!(reply, "echo: ping\n");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
