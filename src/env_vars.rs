@@ -29,6 +29,8 @@ pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 pub const SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: &str = "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS";
 /// `RUST_LOG`-style filter for lamina's own diagnostics.
 pub const LAMINA_LOG: &str = "LAMINA_LOG";
+/// Rootless id mapping: `auto`, `single` or `range` (see `sandbox::idmap`).
+pub const LAMINA_ID_MAPPING: &str = "LAMINA_ID_MAPPING";
 /// Set by CI: tests that need root or user namespaces fail instead of skipping.
 pub const LAMINA_TEST_MUST_WORK: &str = "LAMINA_TEST_MUST_WORK";
 /// Registry mirrors: `public.ecr.aws=http://127.0.0.1:5000,other=URL` (`http://` means plain HTTP).

@@ -47,7 +47,10 @@ pub fn run(
     logs: LogSink,
     reporter: &dyn Reporter,
 ) -> Result<u8, RunError> {
-    let can_limit_memory = check_privileges(env)?;
+    let Privileges {
+        can_limit_memory,
+        id_mapping,
+    } = check_privileges(env)?;
     let phase_start = Instant::now();
     let image = pull(plan, env, reporter)?;
     let image_time = phase_start.elapsed();
@@ -107,6 +110,7 @@ pub fn run(
         opt,
         rie_path,
         rie_host,
+        id_mapping,
     };
     let inputs = match spec_inputs(plan, &image, &paths, setup) {
         Ok(inputs) => inputs,
@@ -460,26 +464,42 @@ fn rie_binary(
     )))
 }
 
-/// Sandboxes need root until rootless invokes land (#5).
-/// As another user than root: a cgroup subtree of one's own is needed on cgroup v1 (libcontainer
-/// creates a cgroup in every hierarchy); on v2 it only brings the memory limit. Returns whether the
-/// memory limit can be enforced.
-fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, RunError> {
+/// What the user running lamina may do.
+struct Privileges {
+    can_limit_memory: bool,
+    /// The user namespace's ids; `None` as root (no user namespace).
+    id_mapping: Option<sandbox::idmap::IdMapping>,
+}
+
+/// As another user than root: user namespaces must be allowed, and a cgroup subtree of one's own is
+/// needed on cgroup v1 (libcontainer creates a cgroup in every hierarchy); on v2 it only brings the
+/// memory limit.
+fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<Privileges, RunError> {
     let Some(me) = sandbox::rootless::Identity::current() else {
-        return Ok(true);
+        return Ok(Privileges {
+            can_limit_memory: true,
+            id_mapping: None,
+        });
     };
     if let Some(reason) = sandbox::rootless::userns_blocked(std::path::Path::new("/proc")) {
         return Err(RunError::Unsupported(format!(
             "cannot run functions as an ordinary user: {reason}"
         )));
     }
+    let mode = sandbox::idmap::Mode::parse(env(crate::env_vars::LAMINA_ID_MAPPING).as_deref())
+        .map_err(RunError::Unsupported)?;
+    let system = sandbox::idmap::System::read(me.uid, me.gid, env("PATH").as_deref());
+    let id_mapping = Some(sandbox::idmap::choose(mode, &system).map_err(RunError::Unsupported)?);
     let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| sandbox::rootless::cgroup_parent(me.uid));
     if sandbox::rootless::delegated(&parent) {
-        return Ok(true);
+        return Ok(Privileges {
+            can_limit_memory: true,
+            id_mapping,
+        });
     }
-    let user = env("USER").unwrap_or_else(|| me.uid.to_string());
+    let user = &system.user;
     match sandbox::cgroup::version() {
         sandbox::cgroup::Version::V1 => Err(RunError::Unsupported(format!(
             "running as {user} (not root) needs a cgroup subtree of its own on this cgroup v1 host; create it once with: sudo lamina system setup-rootless --user {user}"
@@ -488,7 +508,10 @@ fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, RunErr
             tracing::info!(
                 "Notice: no delegated cgroup for {user}: the function runs without a memory limit (sudo lamina system setup-rootless --user {user} adds one); Max Memory Used is measured all the same"
             );
-            Ok(false)
+            Ok(Privileges {
+                can_limit_memory: false,
+                id_mapping,
+            })
         }
     }
 }
@@ -565,6 +588,8 @@ struct Setup<'a> {
     /// `--emulator rie`: the RIE's path in the sandbox, and the host binary to mount there.
     rie_path: String,
     rie_host: Option<std::path::PathBuf>,
+    /// The user namespace's ids; `None` as root.
+    id_mapping: Option<sandbox::idmap::IdMapping>,
 }
 
 fn spec_inputs(
@@ -581,10 +606,10 @@ fn spec_inputs(
         opt,
         rie_path,
         rie_host,
+        id_mapping: rootless,
     } = setup;
     let rie_path = rie_path.as_str();
     let config = &image.meta.run_config;
-    let rootless = sandbox::rootless::Identity::current();
     let debug_command = plan.debug.as_ref().and_then(|d| d.settings.command.clone());
     let rie_command: Vec<String> = [rie_path, "--log-level", "error"]
         .iter()
@@ -769,7 +794,7 @@ fn spec_inputs(
                 sandbox::cgroup::can_limit_swap(),
             )
         }),
-        rootless: rootless.map(|me| (me.uid, me.gid)),
+        rootless,
         cgroups_path: paths.cgroups_path.clone(),
         hook,
         extra_mounts,

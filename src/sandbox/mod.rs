@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod fds;
 pub mod forward;
 pub mod hook;
+pub mod idmap;
 pub mod network;
 pub mod rootless;
 pub mod spec;

@@ -48,8 +48,9 @@ pub struct SpecInputs {
     pub hook: Option<(PathBuf, Vec<String>)>,
     /// Extra read-only mounts (host path, container path), e.g. a debugger.
     pub extra_mounts: Vec<(PathBuf, String)>,
-    /// Run as this (non-root) host user, mapped to root in a user namespace.
-    pub rootless: Option<(u32, u32)>,
+    /// Run as this (non-root) host user, mapped to root in a user namespace (with its
+    /// subordinate ids, when it has them).
+    pub rootless: Option<super::idmap::IdMapping>,
 }
 
 fn bind(source: &Path, destination: &str) -> Value {
@@ -115,13 +116,19 @@ pub fn build(inputs: &SpecInputs) -> Value {
         ],
         "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
     });
-    if let Some((uid, gid)) = inputs.rootless {
+    if let Some(ids) = inputs.rootless {
         linux["namespaces"]
             .as_array_mut()
             .expect("a list")
             .push(json!({"type": "user"}));
-        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        let mut uids = vec![json!({"containerID": 0, "hostID": ids.uid, "size": 1})];
+        let mut gids = vec![json!({"containerID": 0, "hostID": ids.gid, "size": 1})];
+        if let Some(range) = ids.range {
+            uids.push(json!({"containerID": 1, "hostID": range.uid_start, "size": range.count}));
+            gids.push(json!({"containerID": 1, "hostID": range.gid_start, "size": range.count}));
+        }
+        linux["uidMappings"] = json!(uids);
+        linux["gidMappings"] = json!(gids);
     }
     if let Some((bytes, limit_swap)) = inputs.memory_limit {
         // Swap equal to the limit means no swap at all, as in Lambda.
@@ -217,9 +224,39 @@ mod tests {
     }
 
     #[test]
+    fn test_spec_rootless_maps_a_subordinate_range() {
+        let mut inputs = inputs();
+        inputs.rootless = Some(super::super::idmap::IdMapping {
+            uid: 1001,
+            gid: 1002,
+            range: Some(super::super::idmap::SubRange {
+                uid_start: 100000,
+                gid_start: 200000,
+                count: 65536,
+            }),
+        });
+        let spec = build(&inputs);
+        assert_eq!(
+            spec["linux"]["uidMappings"],
+            json!([
+                {"containerID": 0, "hostID": 1001, "size": 1},
+                {"containerID": 1, "hostID": 100000, "size": 65536}
+            ])
+        );
+        assert_eq!(
+            spec["linux"]["gidMappings"][1],
+            json!({"containerID": 1, "hostID": 200000, "size": 65536})
+        );
+    }
+
+    #[test]
     fn test_spec_rootless_maps_the_user() {
         let mut inputs = inputs();
-        inputs.rootless = Some((1001, 1002));
+        inputs.rootless = Some(super::super::idmap::IdMapping {
+            uid: 1001,
+            gid: 1002,
+            range: None,
+        });
         inputs.memory_limit = None;
         let spec = build(&inputs);
         assert_eq!(

@@ -1116,25 +1116,16 @@ fn test_sandbox_rootless_gives_the_same_results() {
         String::from_utf8_lossy(&setup.stderr)
     );
 
-    let root_invoke = Invoke::new(&project, &env);
-    for (function, event, code) in [
-        ("Hello", None, 0),
-        ("Echo", Some(r#"{"n": "ü"}"#), 0),
-        ("Raise", None, 3),
-        ("Hog", None, 5),
-        ("Shell", Some("{}"), 0),
-    ] {
-        let mut as_root = root_invoke.command(&[function]);
+    // `lamina local invoke ARGS` as the user, with a clean environment (plus VARS, `K=V`) and its
+    // own cache.
+    let as_user_with = |vars: &[&str], args: &[&str]| {
         let mut command = std::process::Command::new("runuser");
         command
-            .args([
-                "-u",
-                &user,
-                "--",
-                "env",
-                "-i",
-                &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
-            ])
+            .args(["-u", &user, "--", "env", "-i"])
+            .arg(format!(
+                "PATH={}",
+                std::env::var("PATH").unwrap_or_default()
+            ))
             .arg(format!("HOME={}", account.dir.display()))
             .arg(format!(
                 "LAMINA_CACHE_DIR={}",
@@ -1144,11 +1135,26 @@ fn test_sandbox_rootless_gives_the_same_results() {
                 "LAMINA_REGISTRY_MIRROR=public.ecr.aws=http://{}",
                 env.registry
             ))
+            .args(vars)
             .arg(&binary)
-            .args(["local", "invoke", function])
+            .args(["local", "invoke"])
+            .args(args)
             .current_dir(&project_copy)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
+        command
+    };
+    let as_user = |args: &[&str]| as_user_with(&[], args);
+    let root_invoke = Invoke::new(&project, &env);
+    for (function, event, code) in [
+        ("Hello", None, 0),
+        ("Echo", Some(r#"{"n": "ü"}"#), 0),
+        ("Raise", None, 3),
+        ("Hog", None, 5),
+        ("Shell", Some("{}"), 0),
+    ] {
+        let mut as_root = root_invoke.command(&[function]);
+        let mut command = as_user(&[function]);
         if let Some(event) = event {
             as_root = as_root.arg("-e").arg("-").stdin(event);
             command
@@ -1232,6 +1238,28 @@ fn test_sandbox_rootless_gives_the_same_results() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"heard": "ping"}"#);
+
+    // With a subordinate id range (and newuidmap), ids 1..N exist inside and a process may switch
+    // to them; with the user only (LAMINA_ID_MAPPING=single), root is the only id.
+    let ids = |mapping: &str| {
+        let out = as_user_with(&[&format!("LAMINA_ID_MAPPING={mapping}")], &["Ids"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "LAMINA_ID_MAPPING={mapping}: {stderr}"
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let single = ids("single");
+    assert_eq!(single["uid_map_lines"], 1, "{single}");
+    assert_eq!(single["can_switch_user"], false, "{single}");
+    let range = ids("range");
+    assert_eq!(range["uid_map_lines"], 2, "{range}");
+    assert_eq!(range["can_switch_user"], true, "{range}");
 
     // Without a cgroup subtree of its own, a v1 host says what to run, once.
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
