@@ -624,16 +624,27 @@ fn spec_inputs(
     let args: Vec<String> = match plan.package_type {
         // The image's RIE, started as SAM starts its own: for a Zip function it finds the bootstrap
         // (/var/task, /opt, /var/runtime) and takes the handler from AWS_LAMBDA_FUNCTION_HANDLER.
-        PackageType::Zip if rie => rie_command.clone(),
+        // In debug mode the RIE starts the runtime's debug command instead (SAM's `E + command`).
+        PackageType::Zip if rie => rie_command
+            .clone()
+            .into_iter()
+            .chain(debug_command.clone().unwrap_or_default())
+            .collect(),
         PackageType::Image if rie => {
             let command = image_config
                 .command
                 .clone()
                 .unwrap_or_else(|| config.cmd.clone());
+            // SAM: with --debug-args, they replace the image's entrypoint (`E + A + Cmd`).
+            let debug_args = plan
+                .debug
+                .as_ref()
+                .map(|d| d.args.clone())
+                .filter(|a| !a.is_empty());
             rie_command
                 .clone()
                 .into_iter()
-                .chain(entrypoint.clone())
+                .chain(debug_args.unwrap_or_else(|| entrypoint.clone()))
                 .chain(command)
                 .collect()
         }

@@ -567,6 +567,39 @@ fn test_sandbox_parity_with_the_real_rie() {
     }
 }
 
+#[test]
+fn test_sandbox_debug_mode_with_either_emulator() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    // Debug mode starts python as SAM does, `python3.X <--debug-args> bootstrap.py`, also under
+    // the AWS RIE; `-O` shows in the function's sys.flags.
+    for emulator in ["builtin", "rie"] {
+        let port = free_port().to_string();
+        let out = invoke.run(&[
+            "Flags",
+            "--emulator",
+            emulator,
+            "-d",
+            &port,
+            "--debug-args",
+            "-O",
+        ]);
+        assert_eq!(out.code, 0, "{emulator}: {}", out.stderr);
+        assert_eq!(
+            out.stdout, r#"{"optimize": 1}"#,
+            "{emulator}: {}",
+            out.stderr
+        );
+        let out = invoke.run(&["Flags", "--emulator", emulator]);
+        assert_eq!(
+            out.stdout, r#"{"optimize": 0}"#,
+            "{emulator}: {}",
+            out.stderr
+        );
+    }
+}
+
 /// The function built with the Rust `lambda_runtime` crate (`scripts/build-rust-function`).
 fn rust_function() -> Option<PathBuf> {
     match std::env::var("LAMINA_TEST_RUST_FUNCTION") {
