@@ -258,14 +258,24 @@ pub fn run(
             finished = drive => Some(finished),
             _ = tokio::signal::ctrl_c() => None,
         };
-        // `--shutdown`: extensions get SHUTDOWN and up to 2 s to finish, as in Lambda (SAM stops the
-        // container with a grace period for the same reason).
+        // `--shutdown` with extensions, as Lambda's 2 s shutdown budget: extensions get SHUTDOWN
+        // and 1.4 s to finish, then the runtime gets SIGTERM and 0.6 s (Lambda does both at once;
+        // here the runtime is the init of the sandbox, and its exit would end the extensions too).
+        // Without extensions the runtime is SIGKILLed at once, as by Lambda and the RIE.
         if plan.shutdown && !rie && !extensions.is_empty() {
             api_control.shutdown("spindown");
-            let give_up = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < give_up && sandbox.process_count().is_some_and(|n| n > 1) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let wait_while = |more: fn(usize) -> bool, budget: Duration| {
+                let give_up = Instant::now() + budget;
+                let sandbox = &sandbox;
+                async move {
+                    while Instant::now() < give_up && sandbox.process_count().is_some_and(more) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            };
+            wait_while(|n| n > 1, Duration::from_millis(1400)).await;
+            sandbox.terminate_runtime();
+            wait_while(|n| n > 0, Duration::from_millis(600)).await;
         }
         // The invocation is over: the environment goes away.
         let ended = Instant::now();

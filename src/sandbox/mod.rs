@@ -267,6 +267,15 @@ impl Sandbox {
         }
     }
 
+    /// SIGTERMs the runtime, the container's first process. As the init of its PID namespace it
+    /// gets the signal only if it handles it: as in Lambda, a runtime without a handler stays until
+    /// it is SIGKILLed.
+    pub fn terminate_runtime(&self) {
+        if let Err(err) = nix::sys::signal::kill(self.pid, Signal::SIGTERM) {
+            tracing::debug!(?err, "SIGTERM to the runtime");
+        }
+    }
+
     /// Processes still in the sandbox (the runtime counts as one).
     pub fn process_count(&self) -> Option<usize> {
         cgroup::process_count(&self.cgroups_path)

@@ -1015,7 +1015,8 @@ while True:
             f.write(event["requestId"])
         os.rename("/tmp/extension-saw.tmp", "/tmp/extension-saw")  # never seen half-written
 "#;
-    let handler = "import os, time\n\ndef handler(event, context):\n    registered_before = os.path.exists('/tmp/extension-registered')\n    for _ in range(1000):\n        if os.path.exists('/tmp/extension-saw'):\n            return {'registered_before_the_event': registered_before, 'extension_saw_this_request': open('/tmp/extension-saw').read() == context.aws_request_id}\n        time.sleep(0.01)\n    return {'registered_before_the_event': registered_before, 'extension_saw_this_request': False}\n";
+    // A graceful-shutdown runtime, as AWS's examples write one: it handles SIGTERM.
+    let handler = "import os, signal, sys, time\n\ndef _stop(signum, frame):\n    print('RUNTIME got SIGTERM', flush=True)\n    sys.exit(0)\n\nsignal.signal(signal.SIGTERM, _stop)\n\ndef handler(event, context):\n    registered_before = os.path.exists('/tmp/extension-registered')\n    for _ in range(1000):\n        if os.path.exists('/tmp/extension-saw'):\n            return {'registered_before_the_event': registered_before, 'extension_saw_this_request': open('/tmp/extension-saw').read() == context.aws_request_id}\n        time.sleep(0.01)\n    return {'registered_before_the_event': registered_before, 'extension_saw_this_request': False}\n";
     let project = Project::empty()
         .file(
             "template.yaml",
@@ -1043,8 +1044,9 @@ while True:
         out.stderr
     );
     assert!(
-        !out.stderr.contains("EXTENSION got SHUTDOWN"),
-        "SHUTDOWN only with --shutdown:\n{}",
+        !out.stderr.contains("EXTENSION got SHUTDOWN")
+            && !out.stderr.contains("RUNTIME got SIGTERM"),
+        "SHUTDOWN and SIGTERM only with --shutdown:\n{}",
         out.stderr
     );
     // --shutdown: the extension hears SHUTDOWN and finishes before the sandbox goes.
@@ -1059,6 +1061,14 @@ while True:
     assert!(
         out.stderr.contains("EXTENSION got INVOKE"),
         "{}",
+        out.stderr
+    );
+    // ... and then the runtime gets SIGTERM, after the extension is done.
+    let shut = out.stderr.find("EXTENSION shutting down").unwrap();
+    let term = out.stderr.find("RUNTIME got SIGTERM");
+    assert!(
+        term.is_some_and(|t| t > shut),
+        "the runtime hears SIGTERM after the extension's SHUTDOWN:\n{}",
         out.stderr
     );
 }
