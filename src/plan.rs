@@ -235,12 +235,7 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
             (image, Some(code_path), archive, layers)
         }
         PackageType::Image => {
-            let image = function.image_uri().ok_or_else(|| {
-                PlanError::Invalid(format!(
-                    "ImageUri not provided for Function: {} of PackageType: Image",
-                    function.full_path
-                ))
-            })?;
+            let image = image_function_uri(function)?;
             let image = image::layout::anchor(&image, &function.template_dir);
             tracing::info!("Invoking Container created from {image}");
             (image, None, None, Vec::new())
@@ -365,6 +360,44 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         mount_symlinks: args.mount_symlinks,
         aws: session,
     })
+}
+
+/// The image of an Image function. Images that only `docker build` could make (before `sam build`,
+/// or the local tag `sam build` leaves in Docker's store) get a message that says what to do.
+fn image_function_uri(function: &Function) -> Result<String, PlanError> {
+    let docker_context = function
+        .metadata()
+        .and_then(|m| m.get("DockerContext"))
+        .and_then(Value::as_str);
+    let build_hint = |context: &str| {
+        format!(
+            "lamina runs images but does not build them: build it as an OCI layout (docker buildx build --output type=oci,tar=false,dest=./image {context}, or buildah) and set ImageUri: oci:./image, or push it to a registry and set ImageUri to it"
+        )
+    };
+    match (function.image_uri(), docker_context) {
+        // `sam build` tags images like `helloworldfunction:python3.12-v1`, in Docker's own store.
+        (Some(uri), Some(context)) if !uri.starts_with("oci:") && !uri.contains('/') => {
+            Err(invalid(
+                function,
+                &format!(
+                    "ImageUri `{uri}` names an image `sam build` made in a local Docker daemon from {context}, which lamina cannot read; {}",
+                    build_hint(context)
+                ),
+            ))
+        }
+        (Some(uri), _) => Ok(uri),
+        (None, Some(context)) => Err(invalid(
+            function,
+            &format!(
+                "no ImageUri: the image is to be built from Metadata.DockerContext ({context}); {}",
+                build_hint(context)
+            ),
+        )),
+        (None, None) => Err(PlanError::Invalid(format!(
+            "ImageUri not provided for Function: {} of PackageType: Image",
+            function.full_path
+        ))),
+    }
 }
 
 fn invalid(function: &Function, message: &str) -> PlanError {

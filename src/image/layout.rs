@@ -24,7 +24,7 @@ use oci_client::manifest::{
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::cache::{self, Cache, CachedImage, RefEntry};
+use super::cache::{Cache, CachedImage};
 use super::pull::{self, PullContext};
 use super::registry::{self, Resolved};
 use super::{ImageError, ImageRef, Reporter, platform_name};
@@ -127,16 +127,7 @@ pub(super) fn ensure(
             }
         }
     };
-    let entry = RefEntry {
-        reference: canonical,
-        platform: platform_name(arch),
-        manifest_digest: resolved.manifest_digest.clone(),
-        resolved_digest: resolved
-            .index_digest
-            .clone()
-            .unwrap_or_else(|| resolved.manifest_digest.clone()),
-        checked_at: cache::now(),
-    };
+    let entry = resolved.ref_entry(canonical, arch);
     let known = ctx.cache.read_ref(image, arch);
     if known.is_none_or(|k| {
         k.manifest_digest != entry.manifest_digest || k.resolved_digest != entry.resolved_digest

@@ -156,16 +156,7 @@ async fn pull(
     let registry = Registry::new(reference, ctx.mirrors, ctx.env);
     let resolved = registry.resolve(arch).await?;
     let canonical = image.canonical();
-    let entry = RefEntry {
-        reference: canonical.clone(),
-        platform: platform_name(arch),
-        manifest_digest: resolved.manifest_digest.clone(),
-        resolved_digest: resolved
-            .index_digest
-            .clone()
-            .unwrap_or_else(|| resolved.manifest_digest.clone()),
-        checked_at: cache::now(),
-    };
+    let entry = resolved.ref_entry(canonical.clone(), arch);
     if let Some(found) = ctx.cache.load(&canonical, &resolved.manifest_digest) {
         ctx.cache.write_ref(image, arch, &entry)?;
         return Ok(found);

@@ -26,6 +26,26 @@ pub struct Resolved {
     pub config: Vec<u8>,
 }
 
+impl Resolved {
+    /// The cache's record that `reference` (for `arch`) resolved to this, checked now.
+    pub fn ref_entry(
+        &self,
+        reference: String,
+        arch: crate::runtimes::Architecture,
+    ) -> super::cache::RefEntry {
+        super::cache::RefEntry {
+            reference,
+            platform: super::platform_name(arch),
+            manifest_digest: self.manifest_digest.clone(),
+            resolved_digest: self
+                .index_digest
+                .clone()
+                .unwrap_or_else(|| self.manifest_digest.clone()),
+            checked_at: super::cache::now(),
+        }
+    }
+}
+
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,

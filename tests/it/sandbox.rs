@@ -1234,37 +1234,10 @@ fn test_sandbox_rootless_gives_the_same_results() {
     }
     // -d works rootless too: the forwarder joins the sandbox's user and network namespaces.
     let port = free_port();
-    let mut listen = std::process::Command::new("runuser");
-    listen
-        .args(["-u", &user, "--", "env", "-i"])
-        .arg(format!(
-            "PATH={}",
-            std::env::var("PATH").unwrap_or_default()
-        ))
-        .arg(format!("HOME={}", account.dir.display()))
-        .arg(format!(
-            "LAMINA_CACHE_DIR={}",
-            place.path().join("cache").display()
-        ))
-        .arg(format!(
-            "LAMINA_REGISTRY_MIRROR=public.ecr.aws=http://{}",
-            env.registry
-        ))
-        .arg(&binary)
-        .args([
-            "local",
-            "invoke",
-            "Listen",
-            "-e",
-            "-",
-            "-d",
-            &port.to_string(),
-        ])
-        .current_dir(&project_copy)
+    let mut child = as_user(&["Listen", "-e", "-", "-d", &port.to_string()])
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = listen.spawn().unwrap();
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -1303,6 +1276,20 @@ fn test_sandbox_rootless_gives_the_same_results() {
     let range = ids("range");
     assert_eq!(range["uid_map_lines"], 2, "{range}");
     assert_eq!(range["can_switch_user"], true, "{range}");
+    // A range that is required but cannot be had: the reason and the fix, in one line.
+    let out = as_user_with(
+        &["LAMINA_ID_MAPPING=range", "PATH=/nonexistent"],
+        &["Hello"],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("LAMINA_ID_MAPPING=range: newuidmap is not installed (Debian and Ubuntu: apt install uidmap)"),
+        "{stderr}"
+    );
 
     // Without a cgroup subtree of its own, a v1 host says what to run, once.
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {

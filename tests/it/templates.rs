@@ -377,6 +377,24 @@ fn test_templates_image_functions() {
     project
         .invoke(&["NoUriFunction", "--dry-run"])
         .fails(1, &["ImageUri not provided for Function: NoUriFunction"]);
+    // Images only Docker could build or hold: what to do instead.
+    project.invoke(&["UnbuiltFunction", "--dry-run"]).fails(
+        1,
+        &[
+            "function UnbuiltFunction: no ImageUri",
+            "Metadata.DockerContext (./src)",
+            "lamina runs images but does not build them",
+            "oci:./image",
+        ],
+    );
+    project.invoke(&["SamBuiltFunction", "--dry-run"]).fails(
+        1,
+        &[
+            "ImageUri `sambuiltfunction:python3.12-v1`",
+            "local Docker daemon",
+            "does not build them",
+        ],
+    );
 }
 
 #[test]
