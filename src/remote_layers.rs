@@ -149,6 +149,20 @@ impl LayerCache {
         std::fs::write(&path, status).map_err(io(&path))
     }
 
+    /// What a lamina killed while downloading or unpacking `name` left (called under its lock).
+    fn remove_leftovers(&self, name: &str) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let prefixes = [format!(".{name}.staging-"), format!(".{name}.old-")];
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| file_name.starts_with(p)) {
+                let _ = crate::image::layer::remove_tree(&entry.path());
+            }
+        }
+    }
+
     /// One download of a layer at a time, across processes (lamina's; SAM polls its status file).
     fn lock(&self, name: &str, reporter: &dyn Reporter) -> Result<std::fs::File, LayerError> {
         let path = self.root.join(".locks").join(format!("{name}.lamina.lock"));
@@ -183,9 +197,10 @@ fn download(
         return Err(LayerError::NoCredentials);
     }
     let unversioned = arn.rsplit_once(':').map_or(arn, |(head, _)| head);
-    let zip_path = cache
-        .root
-        .join(format!("{name}_{}.zip", uuid::Uuid::new_v4().simple()));
+    cache.remove_leftovers(name);
+    // One name per layer (downloads of a layer are serialised by the lock): a download cut short
+    // by a kill is overwritten by the next one, not left behind.
+    let zip_path = cache.root.join(format!(".{name}.zip.partial"));
     let result = aws::block_on(async {
         let client = aws::lambda_client(&plan.aws).await;
         let output = client
@@ -331,6 +346,24 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_download_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(dir.path()).unwrap();
+        for left in [".l-1-abc.staging-x1", ".l-1-abc.old-42"] {
+            std::fs::create_dir_all(dir.path().join(left).join("python")).unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".other-1-def.staging-x2")).unwrap();
+        std::fs::create_dir(cache.dir("l-1-abc")).unwrap();
+        cache.remove_leftovers("l-1-abc");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".locks", ".other-1-def.staging-x2", "l-1-abc"]);
     }
 
     #[test]
