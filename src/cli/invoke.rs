@@ -77,6 +77,9 @@ pub fn run(
         }
         Err(ParseError::Config(err)) => return fail(&err.to_string()),
     };
+    if parsed.args.debug {
+        enable_debug_logging();
+    }
     if parsed.args.save_params
         && let Err(err) = save_params(&parsed, env)
     {
@@ -214,21 +217,67 @@ fn is_truthy(value: &str) -> bool {
     )
 }
 
-/// Messages go to stderr as bare lines (SAM's `%(message)s`); `--debug` adds timestamps and levels.
-fn init_logging(debug: bool) {
-    use tracing_subscriber::EnvFilter;
+/// Logging switches to debug once the options are known (`debug = true` in samconfig), as if
+/// `--debug` had been given: the filter is reloaded and the format follows `DEBUG_FORMAT`.
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+static DEBUG_FORMAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn log_filter(debug: bool) -> tracing_subscriber::EnvFilter {
     let default = if debug { "lamina=debug" } else { "lamina=info" };
-    let filter = EnvFilter::try_from_env(crate::env_vars::LAMINA_LOG)
-        .unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    tracing_subscriber::EnvFilter::try_from_env(crate::env_vars::LAMINA_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+/// Messages go to stderr as bare lines (SAM's `%(message)s`); debug adds timestamps and levels.
+struct LogFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if DEBUG_FORMAT.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing_subscriber::fmt::format::Format::default()
+                .with_target(false)
+                .format_event(ctx, writer, event)
+        } else {
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+            writeln!(writer)
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    DEBUG_FORMAT.store(debug, std::sync::atomic::Ordering::Relaxed);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(debug));
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false);
-    let result = if debug {
-        builder.try_init()
-    } else {
-        builder.without_time().with_level(false).try_init()
-    };
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(LogFormat);
     // Already initialised (tests call `main` more than once): keep the first subscriber.
-    let _ = result;
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+fn enable_debug_logging() {
+    if let Some(handle) = LOG_FILTER.get() {
+        DEBUG_FORMAT.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = handle.reload(log_filter(true));
+    }
 }

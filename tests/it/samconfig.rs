@@ -185,3 +185,28 @@ fn test_samconfig_save_params_round_trip() {
     assert_eq!(plan["debug"]["ports"][0], 5858);
     assert_eq!(env_var(&plan, "AWS_REGION"), Some("eu-north-1"));
 }
+
+#[test]
+fn test_samconfig_debug_turns_on_debug_logging() {
+    let project = Project::fixture("hello-python").file(
+        "samconfig.toml",
+        "version = 0.1\n[default.local_invoke.parameters]\ndebug = true\n",
+    );
+    let out = project
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("INFO Invoking app.lambda_handler"),
+        "timestamps and levels, as with --debug:\n{}",
+        out.stderr
+    );
+    let quiet = Project::fixture("hello-python")
+        .invoke(&["HelloWorldFunction", "--dry-run"])
+        .output();
+    assert!(
+        quiet.stderr.starts_with("Invoking app.lambda_handler"),
+        "{}",
+        quiet.stderr
+    );
+}
