@@ -155,7 +155,20 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
     }
 
     let template_path = template::discover(&ctx.cwd, args.template_file.as_deref());
-    let mut options = LoadOptions::default();
+    let mut options = LoadOptions {
+        language_extensions: if args.language_extensions {
+            Some(true)
+        } else if args.no_language_extensions {
+            Some(false)
+        } else if (ctx.env)(crate::env_vars::SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        {
+            Some(true)
+        } else {
+            None
+        },
+        ..LoadOptions::default()
+    };
     if let Some(region) = &args.region {
         options
             .global_overrides

@@ -8,7 +8,9 @@
 mod function;
 mod globals;
 mod identifier;
+
 pub mod intrinsics;
+mod language_extensions;
 mod stack;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::intrinsics::{Resolver, SymbolTable};
-use super::{TemplateError, globals, parse_file};
+use super::{TemplateError, globals, language_extensions, parse_file};
 
 /// A processed template: Globals merged, intrinsics resolved.
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct LoadOptions {
     pub parameter_overrides: IndexMap<String, Value>,
     /// Values every stack sees: `AWS::Region` from `--region`.
     pub global_overrides: IndexMap<String, Value>,
+    /// Expand `AWS::LanguageExtensions` (`--language-extensions`): `None` expands templates that
+    /// declare the transform.
+    pub language_extensions: Option<bool>,
 }
 
 const MAX_NESTING: usize = 16;
@@ -75,7 +78,7 @@ fn load_into(
         ))
         .in_file(path));
     }
-    let stack = process(path, stack_path, overrides)?;
+    let stack = process(path, stack_path, overrides, options.language_extensions)?;
     let children = nested_stacks(&stack);
     stacks.push(stack);
     for child in children {
@@ -101,6 +104,7 @@ fn process(
     path: &Path,
     stack_path: String,
     overrides: &IndexMap<String, Value>,
+    language_extensions: Option<bool>,
 ) -> Result<Stack, TemplateError> {
     let mut template = parse_file(path)?;
     match template.get("Resources") {
@@ -112,7 +116,15 @@ fn process(
             .in_file(path));
         }
     }
-    warn_language_extensions(&template, path);
+    if language_extensions.unwrap_or_else(|| language_extensions::declared(&template)) {
+        let symbols = SymbolTable::new(template.get("Parameters"), overrides);
+        language_extensions::expand(&mut template, &symbols).map_err(|e| e.in_file(path))?;
+    } else if language_extensions::used(&template) {
+        tracing::warn!(
+            "{} uses Fn::ForEach but does not declare Transform: AWS::LanguageExtensions; pass --language-extensions to expand it",
+            path.display()
+        );
+    }
     normalize_cdk_metadata(&mut template);
     globals::apply(&mut template).map_err(|e| e.in_file(path))?;
     default_code_uri(&mut template);
@@ -140,18 +152,6 @@ fn process(
         template,
         symbols,
     })
-}
-
-/// `Fn::ForEach` (AWS::LanguageExtensions) generates resources; lamina does not expand it yet, so
-/// say so instead of reporting the generated functions as missing.
-fn warn_language_extensions(template: &Map<String, Value>, path: &Path) {
-    let resources = template.get("Resources").and_then(Value::as_object);
-    if resources.is_some_and(|r| r.keys().any(|k| k.starts_with("Fn::ForEach::"))) {
-        tracing::warn!(
-            "{} uses Fn::ForEach (AWS::LanguageExtensions), which lamina does not expand yet: the functions it generates cannot be invoked",
-            path.display()
-        );
-    }
 }
 
 /// CDK output (`cdk synth`): the code of a function or layer is an asset directory named in

@@ -512,3 +512,72 @@ fn test_templates_tenancy() {
         .invoke(&["N", "--dry-run", "--tenant-id", "acme"])
         .fails(1, &["not enabled with tenancy configuration"]);
 }
+
+#[test]
+fn test_templates_language_extensions_for_each() {
+    let template = "\
+Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]
+Parameters:
+  Stages:
+    Type: CommaDelimitedList
+    Default: dev,prod
+Globals:
+  Function:
+    Runtime: python3.12
+    CodeUri: src/
+Resources:
+  Fn::ForEach::Functions:
+    - Stage
+    - !Ref Stages
+    - ${Stage}Function:
+        Type: AWS::Serverless::Function
+        Properties:
+          Handler: app.handler
+          Environment:
+            Variables:
+              STAGE: !Ref Stage
+              STAGE_COUNT: !Ref Count
+              CONFIG:
+                Fn::ToJsonString: {stage: !Ref Stage}
+  Count:
+    Type: AWS::SNS::Topic
+";
+    let project = Project::empty()
+        .file("template.yaml", template)
+        .file("src/app.py", "def handler(e, c):\n    return 1\n");
+    let plan = project.dry_run(&["prodFunction", "--parameter-overrides", "Stages=dev,prod"]);
+    assert_eq!(plan["function"], "prodFunction");
+    assert_eq!(env_var(&plan, "STAGE"), Some("prod"));
+    assert_eq!(env_var(&plan, "CONFIG"), Some(r#"{"stage":"prod"}"#));
+    // The parameter decides the loop.
+    let plan = project.dry_run(&["qaFunction", "--parameter-overrides", "Stages=qa"]);
+    assert_eq!(env_var(&plan, "STAGE"), Some("qa"));
+    // --no-language-extensions leaves the loop alone: nothing to invoke, and lamina says why.
+    project
+        .invoke(&["devFunction", "--no-language-extensions", "--dry-run"])
+        .fails(1, &["devFunction"]);
+    // Without the transform declared, --language-extensions (or SAM's variable) turns it on.
+    let undeclared = Project::empty()
+        .file(
+            "template.yaml",
+            &template.replace(
+                "[AWS::LanguageExtensions, AWS::Serverless-2016-10-31]",
+                "AWS::Serverless-2016-10-31",
+            ),
+        )
+        .file("src/app.py", "");
+    let out = undeclared.invoke(&["devFunction", "--dry-run"]).output();
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("pass --language-extensions"),
+        "{}",
+        out.stderr
+    );
+    let plan = undeclared
+        .invoke(&["devFunction", "--dry-run"])
+        .env("SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS", "1")
+        .success_json();
+    assert_eq!(env_var(&plan, "STAGE"), Some("dev"));
+    let plan = undeclared.dry_run(&["devFunction", "--language-extensions"]);
+    assert_eq!(env_var(&plan, "STAGE"), Some("dev"));
+}
