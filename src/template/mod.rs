@@ -8,6 +8,7 @@
 mod function;
 mod globals;
 mod identifier;
+mod include;
 
 pub mod intrinsics;
 mod language_extensions;
@@ -98,6 +99,20 @@ pub fn discover(cwd: &Path, explicit: Option<&Path>) -> PathBuf {
 pub fn parse_file(
     path: &Path,
 ) -> Result<serde_json::Map<String, serde_json::Value>, TemplateError> {
+    match parse_value_file(path)? {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(TemplateError::Parse {
+            path: path.to_path_buf(),
+            detail: format!(
+                "expected a mapping at the top level, found {}",
+                kind_of(&other)
+            ),
+        }),
+    }
+}
+
+/// Reads and parses a JSON or YAML file (a template, or a snippet for `AWS::Include`).
+pub(crate) fn parse_value_file(path: &Path) -> Result<serde_json::Value, TemplateError> {
     let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -110,20 +125,10 @@ pub fn parse_file(
             });
         }
     };
-    let value = crate::yaml::parse_json_or_yaml(&text).map_err(|e| TemplateError::Parse {
+    crate::yaml::parse_json_or_yaml(&text).map_err(|e| TemplateError::Parse {
         path: path.to_path_buf(),
         detail: e.to_string(),
-    })?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        other => Err(TemplateError::Parse {
-            path: path.to_path_buf(),
-            detail: format!(
-                "expected a mapping at the top level, found {}",
-                kind_of(&other)
-            ),
-        }),
-    }
+    })
 }
 
 pub(crate) fn kind_of(value: &serde_json::Value) -> &'static str {

@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::intrinsics::{Resolver, SymbolTable};
-use super::{TemplateError, globals, language_extensions, parse_file};
+use super::{TemplateError, globals, include, language_extensions, parse_file};
 
 /// A processed template: Globals merged, intrinsics resolved.
 #[derive(Debug, Clone)]
@@ -116,6 +116,11 @@ fn process(
             .in_file(path));
         }
     }
+    // Relative paths are taken from the template's real directory (a symlinked template counts
+    // from where it really is).
+    let real = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let base_dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
+    include::apply(&mut template, &base_dir).map_err(|e| e.in_file(path))?;
     if language_extensions.unwrap_or_else(|| language_extensions::declared(&template)) {
         let symbols = SymbolTable::new(template.get("Parameters"), overrides);
         language_extensions::expand(&mut template, &symbols).map_err(|e| e.in_file(path))?;
@@ -141,10 +146,6 @@ fn process(
     };
     template.insert("Resources".into(), resolved);
 
-    // Relative paths are taken from the template's real directory (a symlinked template counts
-    // from where it really is).
-    let real = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let base_dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Stack {
         stack_path,
         template_path: path.to_path_buf(),

@@ -581,3 +581,44 @@ Resources:
     let plan = undeclared.dry_run(&["devFunction", "--language-extensions"]);
     assert_eq!(env_var(&plan, "STAGE"), Some("dev"));
 }
+
+#[test]
+fn test_templates_aws_include_snippets() {
+    let project = Project::empty()
+        .file(
+            "template.yaml",
+            "\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Included:
+    Fn::Transform:
+      Name: AWS::Include
+      Parameters:
+        Location: snippets/function.yaml
+",
+        )
+        .file(
+            "snippets/function.yaml",
+            "Type: AWS::Serverless::Function\nProperties:\n  Runtime: python3.12\n  Handler: app.handler\n  CodeUri: src\n  Environment:\n    Variables:\n      FROM: snippet\n",
+        )
+        .file("src/app.py", "");
+    let plan = project.dry_run(&["Included"]);
+    assert_eq!(env_var(&plan, "FROM"), Some("snippet"));
+    // The snippet's paths count from the template, where it is put (as in CloudFormation).
+    assert!(
+        plan["code_path"].as_str().unwrap().ends_with(&format!(
+            "{}/src",
+            project.path().file_name().unwrap().to_str().unwrap()
+        )),
+        "{}",
+        plan["code_path"]
+    );
+    std::fs::remove_file(project.path().join("snippets/function.yaml")).unwrap();
+    project.invoke(&["Included", "--dry-run"]).fails(
+        1,
+        &[
+            "Fn::Transform AWS::Include",
+            "snippets/function.yaml does not exist",
+        ],
+    );
+}
