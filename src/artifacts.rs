@@ -198,7 +198,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ArtifactError> {
         let dest = to.join(entry.file_name());
         let kind = entry.file_type().map_err(io(&source))?;
         if kind.is_dir() {
-            if !dest.is_dir() {
+            // A symlink left by an earlier layer is replaced, never followed out of the tree.
+            let dest_is_dir = std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir());
+            if !dest_is_dir {
                 let _ = crate::image::layer::remove_any(&dest);
                 std::fs::create_dir(&dest).map_err(io(&dest))?;
             }
@@ -216,6 +218,12 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ArtifactError> {
         } else {
             let _ = crate::image::layer::remove_any(&dest);
             std::fs::copy(&source, &dest).map_err(io(&dest))?;
+            // No setuid/setgid/sticky bits in a cache other users may read.
+            let mode = std::fs::metadata(&dest).map_err(io(&dest))?.permissions().mode();
+            if mode & 0o7000 != 0 {
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode & 0o777))
+                    .map_err(io(&dest))?;
+            }
         }
     }
     Ok(())
@@ -247,6 +255,14 @@ pub fn unpack_zip(
                 "the entry `{raw_name}` would be written outside the extraction directory"
             )));
         };
+        // An entry may not be written through a symlink an earlier entry made (`a -> ..`, then
+        // `a/x`): the names alone would look harmless.
+        if let Some(link) = symlink_ancestor(dest, &relative) {
+            return Err(unsafe_entry(format!(
+                "the entry `{raw_name}` would be written through the symlink `{}`",
+                link.display()
+            )));
+        }
         let path = dest.join(&relative);
         if entry.is_dir() {
             std::fs::create_dir_all(&path).map_err(io(&path))?;
@@ -280,15 +296,33 @@ pub fn unpack_zip(
         let mut out = std::fs::File::create(&path).map_err(io(&path))?;
         std::io::copy(&mut entry, &mut out).map_err(|e| zip_error(format!("`{raw_name}`: {e}")))?;
         out.flush().map_err(io(&path))?;
+        // Modes are kept, without setuid/setgid/sticky bits (the cache may be shared).
         let mode = entry
             .unix_mode()
-            .map(|m| m & 0o7777)
+            .map(|m| m & 0o777)
             .filter(|m| *m != 0)
             .unwrap_or(0o644);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(io(&path))?;
     }
     Ok(())
+}
+
+/// The first directory on the way to `relative` under `root` that is a symlink, if any.
+fn symlink_ancestor(root: &Path, relative: &Path) -> Option<PathBuf> {
+    let mut partial = PathBuf::new();
+    let mut components = relative.components().peekable();
+    while let Some(component) = components.next() {
+        if components.peek().is_none() {
+            break;
+        }
+        partial.push(component);
+        if std::fs::symlink_metadata(root.join(&partial)).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Some(partial);
+        }
+    }
+    None
 }
 
 /// Whether a relative symlink at `link` (relative to the root) resolves above the root.
@@ -370,6 +404,37 @@ mod tests {
                 "--mount-symlinks allows it"
             );
         }
+    }
+
+    #[test]
+    fn test_artifacts_zip_cannot_write_through_its_own_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("chain.zip");
+        // Each link looks harmless by its name; together they climb out of the directory.
+        make_zip(
+            &archive,
+            &[
+                ("a/", b"", 0o755, false),
+                ("a/b", b"..", 0o777, true),
+                ("a/b/c", b"..", 0o777, true),
+                ("a/b/c/escaped", b"x", 0o644, false),
+                ("suid", b"#!/bin/sh\n", 0o4755, false),
+            ],
+        );
+        let out = dir.path().join("deep/out");
+        std::fs::create_dir_all(&out).unwrap();
+        let err = unpack_zip(&archive, &out, false).unwrap_err().to_string();
+        assert!(err.contains("through the symlink `a/b`"), "{err}");
+        assert!(!dir.path().join("deep/escaped").exists());
+        assert!(!dir.path().join("escaped").exists());
+
+        let archive = dir.path().join("suid.zip");
+        make_zip(&archive, &[("suid", b"#!/bin/sh\n", 0o4755, false)]);
+        let out = dir.path().join("suid-out");
+        std::fs::create_dir(&out).unwrap();
+        unpack_zip(&archive, &out, false).unwrap();
+        let mode = std::fs::metadata(out.join("suid")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755, "no setuid bit in the cache");
     }
 
     #[test]
