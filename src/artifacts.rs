@@ -219,7 +219,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ArtifactError> {
             let _ = crate::image::layer::remove_any(&dest);
             std::fs::copy(&source, &dest).map_err(io(&dest))?;
             // No setuid/setgid/sticky bits in a cache other users may read.
-            let mode = std::fs::metadata(&dest).map_err(io(&dest))?.permissions().mode();
+            let mode = std::fs::metadata(&dest)
+                .map_err(io(&dest))?
+                .permissions()
+                .mode();
             if mode & 0o7000 != 0 {
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode & 0o777))
                     .map_err(io(&dest))?;
@@ -433,7 +436,10 @@ mod tests {
         let out = dir.path().join("suid-out");
         std::fs::create_dir(&out).unwrap();
         unpack_zip(&archive, &out, false).unwrap();
-        let mode = std::fs::metadata(out.join("suid")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(out.join("suid"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o755, "no setuid bit in the cache");
     }
 

@@ -2,9 +2,10 @@
 //! with `lambda:GetLayerVersion`, downloaded once into the layer cache (`--layer-cache-basedir`,
 //! default `~/.aws-sam/layers-pkg`) and reused offline after that.
 //!
-//! The cache has SAM's layout, so SAM and lamina share it: `<cache>/<name>/` holds the unzipped
-//! layer, where `<name>` is `<layer>-<version>-<first 10 hex of sha256(arn)>`, and
-//! `<cache>/.locks/<name>.downloading.status` says `completed` once it is whole. Unlike SAM, lamina
+//! The cache has SAM's layout and lock protocol, so SAM and lamina share it: `<cache>/<name>/`
+//! holds the unzipped layer, where `<name>` is `<layer>-<version>-<first 10 hex of sha256(arn)>`;
+//! `<cache>/.locks/<name>.downloading.lock` exists while a process downloads it, and
+//! `<cache>/.locks/<name>.downloading.status` starts with `completed` once it is whole. Unlike SAM, lamina
 //! checks the zip against the `CodeSha256` the API gives, keeps the zip's file modes, and builds the
 //! directory aside and renames it into place, so an interrupted download leaves no half layer.
 
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use base64::Engine;
@@ -25,8 +27,13 @@ use crate::image::Reporter;
 use crate::plan::InvokePlan;
 use crate::template::Layer;
 
+// SAM's FileLock: `.locks/<name>.downloading.lock` exists while a process downloads (it holds
+// `<pid>\n<unix time>`), `.locks/<name>.downloading.status` holds one of these, then the time.
 const STATUS_COMPLETED: &str = "completed";
-const STATUS_DOWNLOADING: &str = "downloading";
+const STATUS_IN_PROGRESS: &str = "in_progress";
+const STATUS_FAILED: &str = "failed";
+/// SAM's limit: a lock older than this is stale, and a waiter gives up after it.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -97,10 +104,20 @@ pub fn ensure(
         if !plan.force_image_build && cache.is_complete(name) {
             tracing::info!("{arn} is already cached. Skipping download");
         } else {
-            let _lock = cache.lock(name, reporter)?;
+            let lock = cache.lock(name, reporter)?;
             // Another process may have finished it while we waited.
             if plan.force_image_build || !cache.is_complete(name) {
-                download(plan, env, &cache, arn, name, version, reporter)?;
+                let had_it = cache.is_complete(name);
+                cache.remove_leftovers(name);
+                let result = download(plan, env, &cache, arn, name, version, reporter);
+                // A failed forced re-download leaves the old copy whole: it stays usable.
+                let status = match (&result, had_it) {
+                    (Ok(()), _) | (Err(_), true) => STATUS_COMPLETED,
+                    (Err(_), false) => STATUS_FAILED,
+                };
+                cache.set_status(name, status)?;
+                drop(lock);
+                result?;
             }
         }
         dirs.insert(arn.to_string(), dir);
@@ -135,18 +152,25 @@ impl LayerCache {
             .join(format!("{name}.downloading.status"))
     }
 
-    /// SAM's rule: the directory exists and the status file is absent or says `completed`.
+    fn lock_file(&self, name: &str) -> PathBuf {
+        self.root
+            .join(".locks")
+            .join(format!("{name}.downloading.lock"))
+    }
+
+    /// SAM's rule: the directory exists and the status file is absent or its first line says
+    /// `completed`.
     fn is_complete(&self, name: &str) -> bool {
         self.dir(name).is_dir()
             && match std::fs::read_to_string(self.status_file(name)) {
-                Ok(status) => status.trim() == STATUS_COMPLETED,
+                Ok(status) => status.lines().next().map(str::trim) == Some(STATUS_COMPLETED),
                 Err(err) => err.kind() == std::io::ErrorKind::NotFound,
             }
     }
 
     fn set_status(&self, name: &str, status: &str) -> Result<(), LayerError> {
         let path = self.status_file(name);
-        std::fs::write(&path, status).map_err(io(&path))
+        std::fs::write(&path, format!("{status}\n{}", unix_time())).map_err(io(&path))
     }
 
     /// What a lamina killed while downloading or unpacking `name` left (called under its lock).
@@ -163,25 +187,86 @@ impl LayerCache {
         }
     }
 
-    /// One download of a layer at a time, across processes (lamina's; SAM polls its status file).
-    fn lock(&self, name: &str, reporter: &dyn Reporter) -> Result<std::fs::File, LayerError> {
-        let path = self.root.join(".locks").join(format!("{name}.lamina.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                reporter.message("Another process is downloading the same layer, waiting...");
-                file.lock().map_err(io(&path))?;
+    /// One download of a layer at a time, across lamina and SAM processes: SAM's lock file,
+    /// made with `O_EXCL`. A lock older than 300 s, or whose process is gone, is stale.
+    fn lock(&self, name: &str, reporter: &dyn Reporter) -> Result<LockFile, LayerError> {
+        let path = self.lock_file(name);
+        let give_up = Instant::now() + LOCK_TIMEOUT;
+        let mut said = false;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let _ = write!(file, "{}\n{}", std::process::id(), unix_time());
+                    self.set_status(name, STATUS_IN_PROGRESS)?;
+                    return Ok(LockFile { path });
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if lock_is_stale(&path) {
+                        tracing::info!("Removing stale downloading lock file: {}", path.display());
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if Instant::now() > give_up {
+                        return Err(LayerError::Io {
+                            path,
+                            source: std::io::Error::other(
+                                "another process has been downloading this layer for 300 s; remove the lock file if no download is running",
+                            ),
+                        });
+                    }
+                    if !said {
+                        reporter
+                            .message("Another process is downloading the same layer, waiting...");
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(err) => return Err(io(&path)(err)),
             }
-            Err(std::fs::TryLockError::Error(err)) => return Err(io(&path)(err)),
         }
-        Ok(file)
     }
+}
+
+/// Removes the lock file when dropped (also when the download fails).
+struct LockFile {
+    path: PathBuf,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Older than SAM's timeout, or held by a process of this host that no longer exists.
+fn lock_is_stale(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > LOCK_TIMEOUT);
+    let holder_gone = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
+        .is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        });
+    old || holder_gone
+}
+
+fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn download(
@@ -197,7 +282,6 @@ fn download(
         return Err(LayerError::NoCredentials);
     }
     let unversioned = arn.rsplit_once(':').map_or(arn, |(head, _)| head);
-    cache.remove_leftovers(name);
     // One name per layer (downloads of a layer are serialised by the lock): a download cut short
     // by a kill is overwritten by the next one, not left behind.
     let zip_path = cache.root.join(format!(".{name}.zip.partial"));
@@ -215,7 +299,6 @@ fn download(
             message: "the answer has no Content".into(),
         })?;
         let url = content.location().unwrap_or_default().to_string();
-        cache.set_status(name, STATUS_DOWNLOADING)?;
         reporter.message(&format!("Downloading {unversioned}"));
         let actual = fetch(env, arn, &url, &zip_path, name, reporter).await?;
         match content.code_sha256().filter(|s| !s.is_empty()) {
@@ -231,8 +314,7 @@ fn download(
     .and_then(|r| r)
     .and_then(|()| unpack(cache, name, &zip_path, plan.mount_symlinks));
     let _ = std::fs::remove_file(&zip_path);
-    result?;
-    cache.set_status(name, STATUS_COMPLETED)
+    result
 }
 
 /// SAM's messages for the GetLayerVersion errors it knows (by the error code AWS sends).
@@ -270,19 +352,26 @@ async fn fetch(
             client = client.add_root_certificate(cert);
         }
     }
-    let client = client.build().map_err(|e| failed(e.to_string()))?;
+    // A stalled connection must not hold this invoke (and those waiting for the lock) forever.
+    let client = client
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    // reqwest's messages end with the URL, whose query is a presigned credential: dropped.
+    let describe = |e: reqwest::Error| failed(aws::error_chain(&e.without_url()));
     let response = client
         .get(url)
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| failed(aws::error_chain(&e)))?;
+        .map_err(describe)?;
     reporter.blob_started(name, response.content_length().unwrap_or(0));
     let mut file = std::fs::File::create(dest).map_err(io(dest))?;
     let mut hasher = Sha256::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| failed(aws::error_chain(&e)))?;
+        let chunk = chunk.map_err(describe)?;
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(io(dest))?;
         reporter.blob_progress(name, chunk.len() as u64);
@@ -337,15 +426,42 @@ mod tests {
         std::fs::create_dir(cache.dir("l-1-abc")).unwrap();
         // A directory without a status file was made by an older SAM: complete.
         assert!(cache.is_complete("l-1-abc"));
-        cache.set_status("l-1-abc", STATUS_DOWNLOADING).unwrap();
+        // As SAM 1.170's FileLock writes them: the status, a newline, the time.
+        let status = dir.path().join(".locks/l-1-abc.downloading.status");
+        std::fs::write(&status, "in_progress\n1764115200.123").unwrap();
         assert!(!cache.is_complete("l-1-abc"));
-        cache.set_status("l-1-abc", STATUS_COMPLETED).unwrap();
+        std::fs::write(&status, "completed\n1764115201.5").unwrap();
         assert!(cache.is_complete("l-1-abc"));
+        cache.set_status("l-1-abc", STATUS_FAILED).unwrap();
+        assert!(!cache.is_complete("l-1-abc"));
+        assert!(
+            std::fs::read_to_string(&status)
+                .unwrap()
+                .starts_with("failed\n")
+        );
         let mode = std::fs::metadata(dir.path().join(".locks"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn locks_are_sams_lock_files_and_stale_ones_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(dir.path()).unwrap();
+        let reporter = crate::image::QuietReporter;
+        let lock = cache.lock("l-1-abc", &reporter).unwrap();
+        let file = dir.path().join(".locks/l-1-abc.downloading.lock");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().next().unwrap(), std::process::id().to_string());
+        assert!(!lock_is_stale(&file), "held by this live process");
+        drop(lock);
+        assert!(!file.exists(), "released");
+        // A lock whose process is gone (a killed lamina or SAM) does not block.
+        std::fs::write(&file, "2147483646\n1764115200.0").unwrap();
+        assert!(lock_is_stale(&file));
+        let _lock = cache.lock("l-1-abc", &reporter).unwrap();
     }
 
     #[test]

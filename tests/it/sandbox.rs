@@ -876,6 +876,8 @@ fn test_sandbox_layers_published_in_aws() {
         return;
     };
     let (arn, broken_arn) = (&api.arns[0], &api.arns[1]);
+    // The same layer, a version that does not exist.
+    let missing_arn = format!("{}:7", arn.strip_suffix(":1").unwrap());
     let template = format!(
         "\
 Resources:
@@ -905,7 +907,7 @@ Resources:
       CodeUri: .
       Layers: [{broken_arn}]
 ",
-        missing = arn.replace(":1", ":7")
+        missing = missing_arn
     );
     std::fs::write(project.path().join("template.yaml"), template).unwrap();
     let layers = project.path().join("layers-pkg");
@@ -931,14 +933,15 @@ Resources:
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(arn.as_bytes()));
     let name = format!("arnlayer-1-{}", &digest[..10]);
     assert!(layers.join(&name).join("python/arnlayer.py").is_file());
-    assert_eq!(
-        std::fs::read_to_string(
-            layers
-                .join(".locks")
-                .join(format!("{name}.downloading.status"))
-        )
-        .unwrap(),
-        "completed"
+    let locks = layers.join(".locks");
+    let status = std::fs::read_to_string(locks.join(format!("{name}.downloading.status"))).unwrap();
+    assert!(
+        status.starts_with("completed\n"),
+        "SAM's status format: {status}"
+    );
+    assert!(
+        !locks.join(format!("{name}.downloading.lock")).exists(),
+        "the lock is released"
     );
     use std::os::unix::fs::PermissionsExt;
     let tool_mode = std::fs::metadata(layers.join(&name).join("bin/tool"))
@@ -966,8 +969,7 @@ Resources:
     assert_eq!(api.downloads("arnlayer.zip"), 2);
 
     // Bad input: clear errors, exit 1, nothing half-written in the layer cache.
-    let out =
-        with_api(&["Missing"]).fails(1, &[&format!("{} was not found.", arn.replace(":1", ":7"))]);
+    let out = with_api(&["Missing"]).fails(1, &[&format!("{missing_arn} was not found.")]);
     invoke.assert_clean(&out);
     let out = with_api(&["Broken"]).fails(1, &["broken", "sha256", "nothing was cached"]);
     invoke.assert_clean(&out);
