@@ -112,6 +112,24 @@ pub struct InvokePlan {
     pub aws: aws::Session,
 }
 
+impl InvokePlan {
+    /// The plan as `--dry-run` shows it: the secret key and session token the function would get
+    /// are replaced by `***` (SAM's stand-in `defaultsecret` is shown), since dry-run output ends
+    /// up in logs and bug reports.
+    pub fn redacted(&self) -> InvokePlan {
+        let mut plan = self.clone();
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            if let Some(value) = plan.environment.get_mut(name)
+                && value != DEFAULT_SECRET_KEY
+                && !value.is_empty()
+            {
+                *value = "***".into();
+            }
+        }
+        plan
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DebugPlan {
     pub ports: Vec<u16>,

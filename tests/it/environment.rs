@@ -54,8 +54,9 @@ fn test_environment_credentials_and_region_from_shell() {
         .env("AWS_REGION", "ignored-when-default-region-set")
         .success_json();
     assert_eq!(env_var(&plan, "AWS_ACCESS_KEY_ID"), Some("AKIDEXAMPLE"));
-    assert_eq!(env_var(&plan, "AWS_SECRET_ACCESS_KEY"), Some("secret"));
-    assert_eq!(env_var(&plan, "AWS_SESSION_TOKEN"), Some("token"));
+    // --dry-run does not show secrets.
+    assert_eq!(env_var(&plan, "AWS_SECRET_ACCESS_KEY"), Some("***"));
+    assert_eq!(env_var(&plan, "AWS_SESSION_TOKEN"), Some("***"));
     assert_eq!(env_var(&plan, "AWS_REGION"), Some("sa-east-1"));
 }
 
@@ -217,7 +218,7 @@ fn test_environment_profile_credentials_and_region() {
     // --profile: its keys, token and region.
     assert_eq!(
         plan(&["--profile", "dev"], &[]),
-        (some("AKIDDEV"), some("dev-token"), some("eu-central-1"))
+        (some("AKIDDEV"), some("***"), some("eu-central-1"))
     );
     // AWS_PROFILE selects it too; --region and AWS_DEFAULT_REGION beat the profile's region.
     assert_eq!(
@@ -225,7 +226,7 @@ fn test_environment_profile_credentials_and_region() {
             &[],
             &[("AWS_PROFILE", "dev"), ("AWS_DEFAULT_REGION", "us-west-2")]
         ),
-        (some("AKIDDEV"), some("dev-token"), some("us-west-2"))
+        (some("AKIDDEV"), some("***"), some("us-west-2"))
     );
     assert_eq!(
         plan(&["--profile", "dev", "--region", "sa-east-1"], &[]).2,
