@@ -259,23 +259,18 @@ pub fn run(
             _ = tokio::signal::ctrl_c() => None,
         };
         // `--shutdown` with extensions, as Lambda's 2 s shutdown budget: extensions get SHUTDOWN
-        // and 1.4 s to finish, then the runtime gets SIGTERM and 0.6 s (Lambda does both at once;
-        // here the runtime is the init of the sandbox, and its exit would end the extensions too).
+        // with a deadline 1.4 s away, then the runtime gets SIGTERM and 0.6 s (Lambda does both
+        // at once; here the runtime is the sandbox's init, and its exit would end the extensions).
         // Without extensions the runtime is SIGKILLed at once, as by Lambda and the RIE.
         if plan.shutdown && !rie && !extensions.is_empty() {
-            api_control.shutdown("spindown");
-            let wait_while = |more: fn(usize) -> bool, budget: Duration| {
-                let give_up = Instant::now() + budget;
-                let sandbox = &sandbox;
-                async move {
-                    while Instant::now() < give_up && sandbox.process_count().is_some_and(more) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            };
-            wait_while(|n| n > 1, Duration::from_millis(1400)).await;
-            sandbox.terminate_runtime();
-            wait_while(|n| n > 0, Duration::from_millis(600)).await;
+            const EXTENSIONS: Duration = Duration::from_millis(1400);
+            const RUNTIME: Duration = Duration::from_millis(600);
+            api_control.shutdown("spindown", EXTENSIONS);
+            wait_while_more_than(&sandbox, 1, EXTENSIONS).await;
+            if !relay.is_finished() {
+                sandbox.terminate_runtime();
+                wait_while_more_than(&sandbox, 0, RUNTIME).await;
+            }
         }
         // The invocation is over: the environment goes away.
         let ended = Instant::now();
@@ -554,6 +549,15 @@ fn pull(
         plan.architecture,
         freshness,
     )?)
+}
+
+/// Waits while more than `left` processes remain in the sandbox, at most `budget` (all of it when
+/// there is no cgroup to count them in).
+async fn wait_while_more_than(sandbox: &sandbox::Sandbox, left: usize, budget: Duration) {
+    let give_up = Instant::now() + budget;
+    while Instant::now() < give_up && sandbox.process_count().is_none_or(|n| n > left) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Code and local layer directories with files that only work because the sandbox runs as root.

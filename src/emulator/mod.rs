@@ -89,8 +89,9 @@ struct Shared {
     expected_extensions: std::sync::atomic::AtomicUsize,
     /// How many extensions have registered and are waiting for their first event.
     ready_extensions: watch::Sender<usize>,
-    /// Set when the environment shuts down (`--shutdown`): extensions then get SHUTDOWN.
-    shutdown: watch::Sender<Option<String>>,
+    /// Set when the environment shuts down (`--shutdown`): extensions then get SHUTDOWN with this
+    /// reason and deadline (Unix ms).
+    shutdown: watch::Sender<Option<(String, u64)>>,
 }
 
 /// The Runtime API for one invocation. Clone it freely; all clones share the state.
@@ -129,9 +130,13 @@ impl RuntimeApi {
             .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Sends every extension waiting for its next event a SHUTDOWN event with this reason.
-    pub fn shutdown(&self, reason: &str) {
-        self.shared.shutdown.send_replace(Some(reason.to_string()));
+    /// Sends every extension waiting for its next event a SHUTDOWN event with this reason and
+    /// `deadlineMs` = now + `budget`, the same for all of them.
+    pub fn shutdown(&self, reason: &str, budget: std::time::Duration) {
+        let deadline = routes::now_ms() + budget.as_millis() as u64;
+        self.shared
+            .shutdown
+            .send_replace(Some((reason.to_string(), deadline)));
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped.

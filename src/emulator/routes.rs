@@ -102,7 +102,7 @@ async fn wait_for_extensions(shared: &Shared) {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -445,16 +445,16 @@ async fn extension_next(shared: &Shared, request: Request<Incoming>) -> Reply {
     if !first {
         // After its INVOKE, an extension's next event is the environment's end (`--shutdown`).
         let mut shutdown = shared.shutdown.subscribe();
-        let reason = loop {
+        let (reason, deadline) = loop {
             let current = shutdown.borrow_and_update().clone();
-            if let Some(reason) = current {
-                break reason;
+            if let Some(current) = current {
+                break current;
             }
             if shutdown.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
-        let event = serde_json::json!({"eventType": "SHUTDOWN", "deadlineMs": now_ms() + 2000, "shutdownReason": reason});
+        let event = serde_json::json!({"eventType": "SHUTDOWN", "deadlineMs": deadline, "shutdownReason": reason});
         return extension_event(&event);
     }
     let invocation = &shared.invocation;

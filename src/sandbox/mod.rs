@@ -267,11 +267,14 @@ impl Sandbox {
         }
     }
 
-    /// SIGTERMs the runtime, the container's first process. As the init of its PID namespace it
-    /// gets the signal only if it handles it: as in Lambda, a runtime without a handler stays until
-    /// it is SIGKILLed.
-    pub fn terminate_runtime(&self) {
-        if let Err(err) = nix::sys::signal::kill(self.pid, Signal::SIGTERM) {
+    /// SIGTERMs the runtime, the container's first process (through libcontainer, which knows
+    /// whether it still runs). As the init of its PID namespace it gets the signal only if it
+    /// handles it; in Lambda, where it is not an init, the default action would end it, so a
+    /// runtime without a handler differs only in waiting for the SIGKILL that follows.
+    pub fn terminate_runtime(&mut self) {
+        if let Some(container) = self.container.as_mut()
+            && let Err(err) = container.kill(Signal::SIGTERM, false)
+        {
             tracing::debug!(?err, "SIGTERM to the runtime");
         }
     }
