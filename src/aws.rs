@@ -60,10 +60,11 @@ impl Session {
         env: EnvFn,
     ) -> Result<Session, AwsError> {
         let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        // botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE.
         let profile = profile_arg
             .map(str::to_string)
-            .or_else(|| var(env_vars::AWS_PROFILE))
-            .or_else(|| var(env_vars::AWS_DEFAULT_PROFILE));
+            .or_else(|| var(env_vars::AWS_DEFAULT_PROFILE))
+            .or_else(|| var(env_vars::AWS_PROFILE));
         // botocore: AWS_DEFAULT_REGION beats the profile's `region`.
         let explicit_region = region_arg
             .map(str::to_string)
@@ -149,27 +150,29 @@ async fn resolve_with_sdk(
         profile_provider = profile_provider.profile_name(name);
     }
     let profile_provider = profile_provider.configure(&config).build();
-    // botocore: an explicit profile ignores the `AWS_ACCESS_KEY_ID` variables.
+    // botocore's order: the `AWS_*` keys, web identity from the variables, then the profile
+    // (static keys, assume-role, SSO, credential_process), then container credentials. An
+    // explicit `--profile` ignores the variables of the first two. The web identity provider is
+    // made only when its variable is set: building it sets up an HTTPS client, which reads every
+    // system root certificate (~3 ms) even if it is never used; so is the container one below.
+    let var = |name: &str| env(name).is_some_and(|v| !v.is_empty());
     let mut chain = if explicit_profile {
         CredentialsProviderChain::first_try("Profile", profile_provider)
     } else {
-        CredentialsProviderChain::first_try(
+        let mut chain = CredentialsProviderChain::first_try(
             "Environment",
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-        )
-        .or_else("Profile", profile_provider)
-    };
-    // These two are made only when their variables are set: building one sets up an HTTPS client,
-    // which reads every system root certificate (~3 ms) even if it is never used.
-    let var = |name: &str| env(name).is_some_and(|v| !v.is_empty());
-    if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
-        chain = chain.or_else(
-            "WebIdentityToken",
-            aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder()
-                .configure(&config)
-                .build(),
         );
-    }
+        if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE) {
+            chain = chain.or_else(
+                "WebIdentityToken",
+                aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder()
+                    .configure(&config)
+                    .build(),
+            );
+        }
+        chain.or_else("Profile", profile_provider)
+    };
     if var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)
         || var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI)
     {
