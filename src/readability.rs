@@ -1,7 +1,9 @@
-//! Files that work here but fail in AWS: Lambda runs the function as an unprivileged user
+//! Files that work here but may fail in AWS: Lambda runs the function as an unprivileged user
 //! (`sbx_user1051`) that owns none of the deployed files, so each file needs the "others" read bit
 //! and each directory the "others" read and search bits. lamina's sandbox runs the function as
-//! root, so it would not notice; this check warns instead.
+//! root, so it would not notice; this check warns instead. A zip is deployed with its modes as
+//! they are; a directory is zipped by the deploying tool, and `sam deploy`/`sam package` add the
+//! read bits then (other tools may not), so for directories the warning says so.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -48,8 +50,9 @@ pub fn unreadable(root: &Path) -> Vec<(PathBuf, u32)> {
     found
 }
 
-/// Warns (one line) when `root`, the code or a layer of the function, has entries Lambda could not read.
-pub fn warn_unreadable(what: &str, root: &Path) {
+/// Warns (one line) when `root`, the code or a layer of the function, has entries Lambda could not
+/// read. `from_zip`: `root` was unpacked from a zip that is deployed as it is.
+pub fn warn_unreadable(what: &str, root: &Path, from_zip: Option<&Path>) {
     let mut found = unreadable(root);
     if found.is_empty() {
         return;
@@ -66,22 +69,31 @@ pub fn warn_unreadable(what: &str, root: &Path) {
         })
         .collect();
     let more = found.len().saturating_sub(SHOWN);
-    tracing::warn!(
-        "Warning: {} in {what} {} cannot be read by the user Lambda runs functions as: {}{}; it works here but fails in AWS (fix: chmod -R o+rX {})",
-        if found.len() == 1 {
-            "1 entry".to_string()
-        } else {
-            format!("{} entries", found.len())
-        },
-        root.display(),
+    let count = if found.len() == 1 {
+        "1 entry".to_string()
+    } else {
+        format!("{} entries", found.len())
+    };
+    let list = format!(
+        "{}{}",
         shown.join(", "),
         if more > 0 {
             format!(" and {more} more")
         } else {
             String::new()
-        },
-        root.display()
+        }
     );
+    match from_zip {
+        Some(zip) => tracing::warn!(
+            "Warning: {count} in {what} {} cannot be read by the user Lambda runs functions as: {list}; it works here (as root) but fails in AWS (fix the modes in the zip, e.g. chmod -R o+rX before zipping)",
+            zip.display()
+        ),
+        None => tracing::warn!(
+            "Warning: {count} in {what} {} cannot be read by the user Lambda runs functions as: {list}; it works here (as root), and in AWS only if your packaging adds read permission as sam deploy does (fix: chmod -R o+rX {})",
+            root.display(),
+            root.display()
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -563,7 +563,7 @@ async fn wait_while_more_than(sandbox: &sandbox::Sandbox, left: usize, budget: D
 /// Code and local layer directories with files that only work because the sandbox runs as root.
 fn warn_unreadable(plan: &InvokePlan) {
     if let Some(code) = &plan.code_path {
-        crate::readability::warn_unreadable("the code", code);
+        crate::readability::warn_unreadable("the code", code, plan.code_archive.as_deref());
     }
     for layer in &plan.layers {
         if let crate::template::Layer::Local {
@@ -571,7 +571,7 @@ fn warn_unreadable(plan: &InvokePlan) {
         } = layer
             && path.is_dir()
         {
-            crate::readability::warn_unreadable(&format!("layer {logical_id}"), path);
+            crate::readability::warn_unreadable(&format!("layer {logical_id}"), path, None);
         }
     }
 }

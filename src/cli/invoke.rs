@@ -91,8 +91,7 @@ pub fn run(
         Err(err) => return plan_failure(&err),
     };
     if parsed.args.dry_run {
-        let mut text =
-            serde_json::to_string_pretty(&plan.redacted()).expect("the plan serialises");
+        let mut text = serde_json::to_string_pretty(&plan.redacted()).expect("the plan serialises");
         text.push('\n');
         return match stdout
             .write_all(text.as_bytes())

@@ -292,6 +292,16 @@ impl Layout {
 
     fn open_blob(&self, digest: &str) -> Result<(PathBuf, std::fs::File)> {
         let path = self.blob_path(digest)?;
+        // A symlink would be linked into the cache as a symlink, and a FIFO would block the read:
+        // blobs must be plain files.
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(self.error(format!(
+                "blob {digest} is not a regular file ({})",
+                path.display()
+            )));
+        }
         match std::fs::File::open(&path) {
             Ok(file) => Ok((path, file)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -522,6 +532,23 @@ mod tests {
             entry["platform"] = json!({"architecture": arch, "os": "linux"});
         }
         entry
+    }
+
+    #[test]
+    fn blobs_must_be_plain_files() {
+        let fixture = Fixture::new();
+        let digest = fixture.blob(b"layer");
+        let file = fixture.blob_file(&digest);
+        let elsewhere = file.with_file_name("elsewhere");
+        std::fs::rename(&file, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        let layout = Layout::open(&fixture.reference(None)).unwrap();
+        let err = layout
+            .open_blob(&digest)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a regular file"), "{err}");
     }
 
     fn message<T>(result: Result<T>) -> String {

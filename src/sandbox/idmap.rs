@@ -68,7 +68,11 @@ impl System {
             gid,
             subuid: std::fs::read_to_string("/etc/subuid").unwrap_or_default(),
             subgid: std::fs::read_to_string("/etc/subgid").unwrap_or_default(),
-            helpers_unusable: helpers_unusable(path_var.unwrap_or("/usr/bin:/bin")),
+            // libcontainer looks the helpers up on PATH, and fails without one.
+            helpers_unusable: match path_var {
+                Some(path) => helpers_unusable(path),
+                None => Some("PATH is not set, so newuidmap and newgidmap cannot be found".into()),
+            },
         }
     }
 }

@@ -507,10 +507,15 @@ impl Function {
         let invalid = || self.error(format!("{arn} is an Invalid Layer Arn."));
         let (unversioned, version) = arn.rsplit_once(':').ok_or_else(invalid)?;
         let version: u64 = version.parse().map_err(|_| invalid())?;
+        // AWS's pattern for layer names; the name becomes a directory of the layer cache.
         let layer_name = unversioned
             .rsplit(':')
             .next()
-            .filter(|n| !n.is_empty())
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
             .ok_or_else(invalid)?;
         let digest = hex::encode(Sha256::digest(arn.as_bytes()));
         Ok(Layer::Arn {

@@ -241,7 +241,11 @@ fn test_environment_profile_credentials_and_region() {
     assert_eq!(plan(&["--profile", "dev"], &shell).0, some("AKIDDEV"));
     // botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE.
     assert_eq!(
-        plan(&[], &[("AWS_PROFILE", "dev"), ("AWS_DEFAULT_PROFILE", "tool")]).0,
+        plan(
+            &[],
+            &[("AWS_PROFILE", "dev"), ("AWS_DEFAULT_PROFILE", "tool")]
+        )
+        .0,
         some("AKIDPROCESS")
     );
     // A credential_process profile runs the process (through the AWS SDK's chain).

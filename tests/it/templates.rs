@@ -305,6 +305,15 @@ fn test_templates_layers() {
     project
         .invoke(&["BadRefFunction", "--dry-run"])
         .fails(1, &["MissingLayer", "Layer References need to be of type"]);
+    // A layer name outside AWS's pattern could leave the layer cache: refused.
+    let escaping = Project::empty()
+        .file(
+            "template.yaml",
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: a.h\n      CodeUri: .\n      Layers: ['arn:aws:lambda:us-east-1:1:layer:../../x:1']\n",
+        );
+    escaping
+        .invoke(&["F", "--dry-run"])
+        .fails(1, &["layer:../../x:1 is an Invalid Layer Arn"]);
     // A Ref to a function resolves to its logical id, which is then not a layer ARN (as SAM).
     project
         .invoke(&["RefToFunction", "--dry-run"])
