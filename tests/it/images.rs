@@ -283,13 +283,7 @@ fn test_images_platforms() {
     for arch in ["x86_64", "arm64"] {
         let out = image_cmd(&project, &registry, &["pull", &reference, "--arch", arch]).output();
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
-        let marker =
-            std::fs::read_to_string(rootfs_of(&cache_dir(&project), &digest).join("arch")).unwrap();
-        assert_eq!(
-            marker.trim(),
-            if arch == "x86_64" { "amd64" } else { "arm64" }
-        );
+        assert_unpacked_arch(&project, &out.stdout, arch);
     }
     // A single-platform image asked for another platform names what it has.
     image_cmd(
@@ -870,13 +864,7 @@ fn test_images_oci_layout_platforms() {
     for arch in ["x86_64", "arm64"] {
         let out = local_image_cmd(&project, &["pull", &multiarch, "--arch", arch]).output();
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
-        let marker =
-            std::fs::read_to_string(rootfs_of(&cache_dir(&project), &digest).join("arch")).unwrap();
-        assert_eq!(
-            marker.trim(),
-            if arch == "x86_64" { "amd64" } else { "arm64" }
-        );
+        assert_unpacked_arch(&project, &out.stdout, arch);
     }
     // The registry path's message for a single-platform image.
     let provided = format!("oci:{}/provided", images.display());
@@ -910,4 +898,16 @@ fn test_images_oci_layout_paths() {
         "oci:./emulation",
     ]);
     assert_eq!(plan["image"], format!("oci:{}/emulation", root.display()));
+}
+
+/// The multiarch test image records its platform in `/arch`: the pull (whose stdout names the
+/// manifest digest third) unpacked the one for `arch`.
+fn assert_unpacked_arch(project: &Project, pull_stdout: &str, arch: &str) {
+    let digest = pull_stdout.split_whitespace().nth(2).unwrap();
+    let marker =
+        std::fs::read_to_string(rootfs_of(&cache_dir(project), digest).join("arch")).unwrap();
+    assert_eq!(
+        marker.trim(),
+        if arch == "x86_64" { "amd64" } else { "arm64" }
+    );
 }

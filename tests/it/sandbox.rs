@@ -458,6 +458,15 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
     }
 }
 
+/// What the python-function test image's handler answers to `{"k": "v"}`.
+fn assert_image_function_answered(out: &Outcome) {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"{"from": "image", "event": {"k": "v"}, "task_root": "/var/task", "handler": "app.handler"}"#
+    );
+}
+
 #[test]
 fn test_sandbox_image_function() {
     let Some(env) = sandbox_env() else { return };
@@ -472,11 +481,7 @@ fn test_sandbox_image_function() {
         .stdin(r#"{"k": "v"}"#)
         .output();
     invoke.assert_clean(&out);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        out.stdout,
-        r#"{"from": "image", "event": {"k": "v"}, "task_root": "/var/task", "handler": "app.handler"}"#
-    );
+    assert_image_function_answered(&out);
     assert!(
         out.stderr.contains("Invoking Container created from"),
         "{}",
@@ -504,11 +509,7 @@ fn test_sandbox_image_function_from_an_oci_layout() {
         .stdin(r#"{"k": "v"}"#)
         .output();
     invoke.assert_clean(&out);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        out.stdout,
-        r#"{"from": "image", "event": {"k": "v"}, "task_root": "/var/task", "handler": "app.handler"}"#
-    );
+    assert_image_function_answered(&out);
     assert!(
         out.stderr.contains(&format!(
             "Invoking Container created from oci:{}/layouts/python-function:1",
