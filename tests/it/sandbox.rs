@@ -1013,7 +1013,7 @@ Resources:
 fn test_sandbox_extensions_from_layers() {
     let Some(env) = sandbox_env() else { return };
     let extension = r#"#!/var/lang/bin/python3
-import json, os, urllib.request
+import json, os, time, urllib.request
 api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
 req = urllib.request.Request(api + "/register", data=json.dumps({"events": ["INVOKE"]}).encode(),
                              headers={"Lambda-Extension-Name": "probe"}, method="POST")
@@ -1027,6 +1027,7 @@ while True:
         print("EXTENSION got", event["eventType"], flush=True)
         if event["eventType"] == "SHUTDOWN":
             print("EXTENSION shutting down because", event["shutdownReason"], flush=True)
+            print("EXTENSION deadline in", int(event["deadlineMs"] - time.time() * 1000), "ms", flush=True)
             raise SystemExit(0)
         with open("/tmp/extension-saw.tmp", "w") as f:
             f.write(event["requestId"])
@@ -1079,6 +1080,18 @@ while True:
         out.stderr.contains("EXTENSION got INVOKE"),
         "{}",
         out.stderr
+    );
+    // Its deadline is the 1.4 s it gets before the runtime's turn.
+    let deadline: i64 = out
+        .stderr
+        .split("EXTENSION deadline in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no deadline line:\n{}", out.stderr));
+    assert!(
+        (1000..=1400).contains(&deadline),
+        "deadline in {deadline} ms"
     );
     // ... and then the runtime gets SIGTERM, after the extension is done.
     let shut = out.stderr.find("EXTENSION shutting down").unwrap();
