@@ -178,7 +178,7 @@ impl LayerCache {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return;
         };
-        let prefixes = [format!(".{name}.staging-"), format!(".{name}.old-")];
+        let prefixes = [format!(".{name}.staging-")];
         for entry in entries.flatten() {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             if prefixes.iter().any(|p| file_name.starts_with(p)) {
@@ -396,15 +396,22 @@ fn unpack(
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o700))
         .map_err(io(staging.path()))?;
     let target = cache.dir(name);
-    if target.exists() {
-        let old = cache
-            .root
-            .join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(&target, &old).map_err(io(&target))?;
-        let _ = crate::image::layer::remove_tree(&old);
-    }
     let staged = staging.keep();
-    std::fs::rename(&staged, &target).map_err(io(&target))?;
+    if target.exists() {
+        // A re-download swaps the two directories in one step, so a process that found the
+        // layer complete never sees it missing; the old copy is then removed from the staging name.
+        nix::fcntl::renameat2(
+            None,
+            &staged,
+            None,
+            &target,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| io(&target)(e.into()))?;
+        let _ = crate::image::layer::remove_tree(&staged);
+    } else {
+        std::fs::rename(&staged, &target).map_err(io(&target))?;
+    }
     Ok(())
 }
 
@@ -468,7 +475,7 @@ mod tests {
     fn leftovers_of_a_killed_download_go() {
         let dir = tempfile::tempdir().unwrap();
         let cache = LayerCache::open(dir.path()).unwrap();
-        for left in [".l-1-abc.staging-x1", ".l-1-abc.old-42"] {
+        for left in [".l-1-abc.staging-x1", ".l-1-abc.staging-x3"] {
             std::fs::create_dir_all(dir.path().join(left).join("python")).unwrap();
         }
         std::fs::create_dir(dir.path().join(".other-1-def.staging-x2")).unwrap();
