@@ -34,6 +34,8 @@ pub struct Session {
     pub region: String,
     /// `None` when no source has credentials (the function then gets SAM's stand-ins).
     pub credentials: Option<Credentials>,
+    /// Why a configured source could not give credentials, if one failed.
+    pub credentials_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ impl Session {
                 profile,
                 region: explicit_region.unwrap_or_else(|| DEFAULT_REGION.into()),
                 credentials: env_credentials,
+                credentials_error: None,
             });
         }
         block_on(resolve_with_sdk(
@@ -191,20 +194,27 @@ async fn resolve_with_sdk(
                 .build(),
         );
     }
-    let credentials = match chain.provide_credentials().await {
-        Ok(credentials) => Some(credentials),
-        Err(CredentialsError::CredentialsNotLoaded(_)) => None,
+    // A source that fails (an expired SSO token, a failing credential_process) must not stop a
+    // purely local run (a known SAM pain): the function gets the stand-ins, and only what really
+    // needs AWS (layer downloads) reports why.
+    let (credentials, credentials_error) = match chain.provide_credentials().await {
+        Ok(credentials) => (Some(credentials), None),
+        Err(CredentialsError::CredentialsNotLoaded(_)) => (None, None),
         Err(err) => {
-            return Err(AwsError::Credentials {
-                profile,
+            let message = AwsError::Credentials {
+                profile: profile.clone(),
                 message: error_chain(&err),
-            });
+            }
+            .to_string();
+            tracing::warn!("Notice: {message}; the function gets stand-in credentials");
+            (None, Some(message))
         }
     };
     Ok(Session {
         profile,
         region,
         credentials,
+        credentials_error,
     })
 }
 

@@ -37,8 +37,8 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("Layers require credentials to download the layers locally.")]
-    NoCredentials,
+    #[error("Layers require credentials to download the layers locally.{}", .0.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    NoCredentials(Option<String>),
     #[error(
         "Credentials provided are missing lambda:Getlayerversion policy that is needed to download the layer or you do not have permission to download the layer"
     )]
@@ -279,7 +279,9 @@ fn download(
     reporter: &dyn Reporter,
 ) -> Result<(), LayerError> {
     if plan.aws.credentials.is_none() {
-        return Err(LayerError::NoCredentials);
+        return Err(LayerError::NoCredentials(
+            plan.aws.credentials_error.clone(),
+        ));
     }
     let unversioned = arn.rsplit_once(':').map_or(arn, |(head, _)| head);
     // One name per layer (downloads of a layer are serialised by the lock): a download cut short

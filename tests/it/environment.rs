@@ -189,7 +189,8 @@ fn project_with_aws_files() -> Project {
         .file(
             ".test-home/.aws/config",
             "[default]\nregion = ap-northeast-1\n\n[profile dev]\nregion = eu-central-1\n\n\
-             [profile tool]\nregion = ca-central-1\ncredential_process = /bin/sh -c \"printf '{\\\"Version\\\": 1, \\\"AccessKeyId\\\": \\\"AKIDPROCESS\\\", \\\"SecretAccessKey\\\": \\\"process-secret\\\"}'\"\n",
+             [profile tool]\nregion = ca-central-1\ncredential_process = /bin/sh -c \"printf '{\\\"Version\\\": 1, \\\"AccessKeyId\\\": \\\"AKIDPROCESS\\\", \\\"SecretAccessKey\\\": \\\"process-secret\\\"}'\"\n\n\
+             [profile broken]\ncredential_process = /bin/false\n",
         )
 }
 
@@ -280,4 +281,23 @@ fn test_environment_unknown_profile_is_an_error() {
                 "/nonexistent/config",
             ],
         );
+}
+
+#[test]
+fn test_environment_failing_credentials_do_not_stop_a_local_run() {
+    // An expired SSO token or a failing credential_process: the function runs with the stand-ins,
+    // and lamina says why in one line.
+    let project = project_with_aws_files();
+    let out = project
+        .invoke(&["HelloWorldFunction", "--dry-run", "--profile", "broken"])
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(env_var(&plan, "AWS_ACCESS_KEY_ID"), Some("defaultkey"));
+    assert!(
+        out.stderr
+            .contains("Notice: cannot get AWS credentials for profile broken"),
+        "{}",
+        out.stderr
+    );
 }
