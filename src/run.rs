@@ -47,6 +47,19 @@ pub fn run(
     logs: LogSink,
     reporter: &dyn Reporter,
 ) -> Result<u8, RunError> {
+    let emulated = sandbox::emulation::check(
+        plan.architecture,
+        sandbox::emulation::host(),
+        std::path::Path::new(sandbox::emulation::BINFMT_DIR),
+    )
+    .map_err(|e| RunError::Unsupported(format!("function {}: {e}", plan.full_path)))?;
+    if emulated {
+        tracing::info!(
+            "Notice: {} runs under {} emulation (binfmt_misc), several times slower than natively",
+            plan.full_path,
+            plan.architecture
+        );
+    }
     let Privileges {
         can_limit_memory,
         id_mapping,

@@ -5,6 +5,7 @@
 //! the *creating thread* exits, so a killed lamina takes the function with it.
 
 pub mod cgroup;
+pub mod emulation;
 pub mod fds;
 pub mod forward;
 pub mod hook;

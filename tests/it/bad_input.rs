@@ -249,3 +249,35 @@ fn test_bad_input_nested_stack_errors_name_the_stack() {
         .invoke(&["--dry-run"])
         .fails(1, &["nested stacks go more than"]);
 }
+
+#[test]
+fn test_bad_input_function_for_another_cpu_without_an_emulator() {
+    let foreign = match std::env::consts::ARCH {
+        "x86_64" => ("arm64", "qemu-aarch64"),
+        _ => ("x86_64", "qemu-x86_64"),
+    };
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc")
+        .join(foreign.1)
+        .exists()
+    {
+        eprintln!("skipped: this host can emulate {}", foreign.0);
+        return;
+    }
+    let project = Project::fixture("hello-python").file(
+        "template.yaml",
+        &format!(
+            "Resources:\n  Foreign:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.lambda_handler\n      CodeUri: hello_world/\n      Architectures: [{}]\n",
+            foreign.0
+        ),
+    );
+    // Said before anything is pulled (no registry is reachable here).
+    project.invoke(&["Foreign", "--no-event"]).fails(
+        1,
+        &[
+            "function Foreign: built for",
+            "has no",
+            "emulator registered",
+            "qemu-user-static",
+        ],
+    );
+}
