@@ -37,6 +37,9 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
+    /// Ctrl-C while downloading: what was downloaded so far is removed.
+    #[error("Interrupted: the layer download was stopped and nothing of it kept.")]
+    Interrupted,
     #[error("Layers require credentials to download the layers locally.{}", .0.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
     NoCredentials(Option<String>),
     #[error(
@@ -287,7 +290,7 @@ fn download(
     // One name per layer (downloads of a layer are serialised by the lock): a download cut short
     // by a kill is overwritten by the next one, not left behind.
     let zip_path = cache.root.join(format!(".{name}.zip.partial"));
-    let result = aws::block_on(async {
+    let work = async {
         let client = aws::lambda_client(&plan.aws).await;
         let output = client
             .get_layer_version()
@@ -310,6 +313,12 @@ fn download(
                 actual,
             }),
             _ => Ok(()),
+        }
+    };
+    let result = aws::block_on(async {
+        tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err(LayerError::Interrupted),
         }
     })
     .map_err(LayerError::from)

@@ -70,8 +70,17 @@ pub fn run(
     crate::artifacts::ensure_code(plan, plan.inline_code.as_deref())
         .map_err(|e| RunError::Other(e.to_string()))?;
     warn_unreadable(plan);
-    let downloaded = crate::remote_layers::ensure(plan, env, reporter)
-        .map_err(|e| RunError::Other(e.to_string()))?;
+    let downloaded = match crate::remote_layers::ensure(plan, env, reporter) {
+        Ok(downloaded) => downloaded,
+        Err(crate::remote_layers::LayerError::Interrupted) => {
+            log_line(
+                &logs,
+                &crate::remote_layers::LayerError::Interrupted.to_string(),
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(err) => return Err(RunError::Other(err.to_string())),
+    };
     let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env), &downloaded)
         .map_err(|e| RunError::Other(e.to_string()))?;
 

@@ -819,6 +819,7 @@ impl LambdaApi {
         if let Some(name) = corrupt {
             command.env("LAMBDA_API_CORRUPT", name);
         }
+        command.env("LAMBDA_API_SLOW", "slow.zip");
         let mut child = command.spawn().unwrap();
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap())
@@ -883,14 +884,23 @@ fn test_sandbox_layers_published_in_aws() {
         &project.path().join("broken.zip"),
         &[("python/broken.py", "", 0o644)],
     );
+    // Big enough that half of it is more than the socket buffers hold.
+    let filler: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    zip_of(
+        &project.path().join("slow.zip"),
+        &[("python/slow.py", &format!("X = '{filler}'\n"), 0o644)],
+    );
     let zips = [
         project.path().join("arnlayer.zip"),
         project.path().join("broken.zip"),
+        project.path().join("slow.zip"),
     ];
     let Some(api) = LambdaApi::start(project.path(), &zips, Some("broken.zip")) else {
         return;
     };
-    let (arn, broken_arn) = (&api.arns[0], &api.arns[1]);
+    let (arn, broken_arn, slow_arn) = (&api.arns[0], &api.arns[1], &api.arns[2]);
     // The same layer, a version that does not exist.
     let missing_arn = format!("{}:7", arn.strip_suffix(":1").unwrap());
     let template = format!(
@@ -921,6 +931,13 @@ Resources:
       Handler: app.handler
       CodeUri: .
       Layers: [{broken_arn}]
+  Slow:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: .
+      Layers: [{slow_arn}]
 ",
         missing = missing_arn
     );
@@ -996,6 +1013,36 @@ Resources:
             &["Layers require credentials to download the layers locally."],
         );
     invoke.assert_clean(&out);
+    // Ctrl-C in the middle of a download: exit 130, and nothing of that download stays.
+    let mut child = with_api(&["Slow"]).spawn_piped();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("lamina ended before downloading:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.starts_with("Downloading ") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("Interrupted: the layer download was stopped"),
+        "{rest}"
+    );
+    assert_eq!(api.downloads("slow.zip"), 1);
     let mut left: Vec<String> = std::fs::read_dir(&layers)
         .unwrap()
         .flatten()
@@ -1007,6 +1054,13 @@ Resources:
         [".locks".to_string(), name],
         "only the good layer is cached"
     );
+    let locks_left: Vec<_> = std::fs::read_dir(layers.join(".locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert!(locks_left.is_empty(), "no lock stays: {locks_left:?}");
 }
 
 #[test]
