@@ -25,6 +25,10 @@ pub fn run(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> u8 {
     };
     match execute(command, env) {
         Ok(()) => exit::SUCCESS,
+        Err(ImageError::Interrupted) => {
+            eprintln!("{}", ImageError::Interrupted);
+            exit::INTERRUPTED
+        }
         Err(err) => super::invoke::fail(&err.to_string()),
     }
 }

@@ -127,6 +127,10 @@ pub fn run(
     };
     match crate::run::run(&plan, env, out, logs, &reporter) {
         Ok(code) => code,
+        Err(crate::run::RunError::Image(crate::image::ImageError::Interrupted)) => {
+            eprintln!("{}", crate::image::ImageError::Interrupted);
+            exit::INTERRUPTED
+        }
         Err(err) => fail(&err.to_string()),
     }
 }

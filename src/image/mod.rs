@@ -31,6 +31,9 @@ use crate::runtimes::Architecture;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// Ctrl-C during a pull: what had arrived is removed (staging and partial blobs go on drop).
+    #[error("Interrupted: the image pull was stopped and nothing of it kept.")]
+    Interrupted,
     #[error("invalid image reference `{reference}`: {message}")]
     InvalidReference { reference: String, message: String },
     #[error("{source_name}: {message}")]

@@ -125,7 +125,12 @@ pub fn ensure(
         ctx.cache.touch(&found);
         return Ok(found);
     }
-    let found = runtime()?.block_on(pull(ctx, image, reference, arch))?;
+    let found = runtime()?.block_on(async {
+        tokio::select! {
+            found = pull(ctx, image, reference, arch) => found,
+            _ = tokio::signal::ctrl_c() => Err(ImageError::Interrupted),
+        }
+    })?;
     ctx.cache.touch(&found);
     Ok(found)
 }

@@ -911,3 +911,35 @@ fn assert_unpacked_arch(project: &Project, pull_stdout: &str, arch: &str) {
         if arch == "x86_64" { "amd64" } else { "arm64" }
     );
 }
+
+#[test]
+fn test_images_ctrl_c_during_a_pull_keeps_nothing_half_done() {
+    let Some(registry) = registry() else { return };
+    let project = Project::empty();
+    let child = image_cmd(&project, &registry, &["pull", "python3.12"]).spawn_piped();
+    // A cold pull of the python image takes over a second here; interrupt it early.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("Interrupted: the image pull was stopped"),
+        "{stderr}"
+    );
+    let cache = cache_dir(&project);
+    assert_eq!(entries(&cache.join("tmp")), 0, "no staging stays");
+    assert_eq!(
+        entries(&cache.join("rootfs-v1")),
+        0,
+        "no image half-published"
+    );
+    assert_eq!(entries(&cache.join("refs-v1")), 0);
+    // Whatever blobs arrived whole are verified cache content; the next pull finishes the job.
+    let out = image_cmd(&project, &registry, &["pull", "python3.12"]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
