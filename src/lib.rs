@@ -24,6 +24,7 @@ pub mod invoke;
 pub mod params;
 pub mod paths;
 pub mod plan;
+pub mod process;
 pub mod readability;
 pub mod remote_layers;
 pub mod run;

@@ -258,11 +258,7 @@ fn lock_is_stale(path: &Path) -> bool {
     let holder_gone = std::fs::read_to_string(path)
         .ok()
         .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
-        .filter(|pid| *pid > 0)
-        .is_some_and(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH)
-        });
+        .is_some_and(|pid| !crate::process::exists(pid));
     old || holder_gone
 }
 

@@ -14,7 +14,7 @@
 //! looks complete.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -186,10 +186,7 @@ impl Cache {
             else {
                 continue;
             };
-            // SAFETY: kill with signal 0 only checks that the process exists.
-            let alive = unsafe { libc::kill(pid, 0) } == 0
-                || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-            if !alive {
+            if !crate::process::exists(pid) {
                 tracing::debug!(path = %entry.path().display(), "removing staging of a dead pull");
                 let _ = super::layer::remove_any(&entry.path());
             }

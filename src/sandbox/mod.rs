@@ -122,8 +122,7 @@ pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
         let owner = std::fs::read_to_string(entry.path().join("owner"))
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok());
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        let alive = owner.is_some_and(crate::process::exists);
         // A bundle without an owner file is being set up right now; leave it.
         if alive || owner.is_none() {
             continue;
