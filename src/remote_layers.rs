@@ -109,8 +109,8 @@ pub fn ensure(
         } else {
             let lock = cache.lock(name, reporter)?;
             // Another process may have finished it while we waited.
-            if plan.force_image_build || !cache.is_complete(name) {
-                let had_it = cache.is_complete(name);
+            let had_it = cache.is_complete(name);
+            if plan.force_image_build || !had_it {
                 cache.remove_leftovers(name);
                 let result = download(plan, env, &cache, arn, name, version, reporter);
                 // A failed forced re-download leaves the old copy whole: it stays usable.
