@@ -26,6 +26,15 @@ fn rootfs_of(cache: &Path, digest: &str) -> PathBuf {
         .join("rootfs")
 }
 
+/// Pulls `lamina-test/NAME:TAG` from the test registry; returns the manifest digest the pull
+/// printed (its third field).
+fn pull_test_image(project: &Project, registry: &str, name: &str) -> String {
+    let reference = format!("{registry}/lamina-test/{name}");
+    let out = image_cmd(project, registry, &["pull", &reference]).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout.split_whitespace().nth(2).unwrap().to_string()
+}
+
 fn cache_dir(project: &Project) -> PathBuf {
     project.path().join(".test-home/cache")
 }
@@ -150,14 +159,7 @@ fn test_images_pull_python_through_a_mirror() {
 fn test_images_traps_unpack_like_a_container_runtime() {
     let Some(registry) = registry() else { return };
     let project = Project::empty();
-    let out = image_cmd(
-        &project,
-        &registry,
-        &["pull", &format!("{registry}/lamina-test/traps:1")],
-    )
-    .output();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+    let digest = pull_test_image(&project, &registry, "traps:1");
     let root = rootfs_of(&cache_dir(&project), &digest);
     let mode = |p: &str| {
         std::fs::symlink_metadata(root.join(p))
@@ -515,14 +517,7 @@ fn test_images_docker_v2_manifest_digest_reference_and_config_mirror() {
     let Some(registry) = registry() else { return };
     let project = Project::empty();
     // Docker v2 schema 2 manifest with Docker layer media types.
-    let out = image_cmd(
-        &project,
-        &registry,
-        &["pull", &format!("{registry}/lamina-test/provided-v2s2:1")],
-    )
-    .output();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let digest = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+    let digest = pull_test_image(&project, &registry, "provided-v2s2:1");
     assert!(
         rootfs_of(&cache_dir(&project), &digest)
             .join("bin/busybox")
@@ -703,17 +698,8 @@ fn base64_encode(text: &str) -> String {
 fn test_images_gzip_zstd_and_plain_tar_layers() {
     let Some(registry) = registry() else { return };
     let project = Project::empty();
-    let out = image_cmd(
-        &project,
-        &registry,
-        &["pull", &format!("{registry}/lamina-test/compressions:1")],
-    )
-    .output();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let root = rootfs_of(
-        &cache_dir(&project),
-        out.stdout.split_whitespace().nth(2).unwrap(),
-    );
+    let digest = pull_test_image(&project, &registry, "compressions:1");
+    let root = rootfs_of(&cache_dir(&project), &digest);
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
     assert_eq!(read("from-gzip"), "gzip\n");
     assert_eq!(read("from-zstd"), "zstd\n");

@@ -106,6 +106,16 @@ fn uuid_like() -> String {
     format!("{}", NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
+/// The MB of a REPORT line's `Max Memory Used`.
+fn max_memory_used(report: &str) -> u64 {
+    report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|mb| mb.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {report:?}"))
+}
+
 fn report(stderr: &str) -> &str {
     stderr
         .lines()
@@ -157,15 +167,7 @@ fn test_sandbox_hello_world_like_sam() {
     ] {
         assert!(report.contains(field), "{field:?} missing: {report:?}");
     }
-    let used: u64 = report
-        .split("Max Memory Used: ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let used = max_memory_used(report);
     assert!(
         used > 2 && used < 128,
         "measured, not the configured size: {used} MB"
@@ -317,15 +319,7 @@ fn test_sandbox_out_of_memory_exits_5() {
     );
     assert!(out.stdout.contains("Runtime.OutOfMemory"), "{}", out.stdout);
     let report = report(&out.stderr);
-    let used: u64 = report
-        .split("Max Memory Used: ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let used = max_memory_used(report);
     assert!(
         (120..=129).contains(&used),
         "peak at the 128 MB limit: {report}"
