@@ -423,6 +423,7 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
             code: 0,
             stdout: String::new(),
             stderr: String::new(),
+            peak_rss_kib: 0,
         };
         invoke.assert_clean(&out);
         // Nothing that served the killed invoke survives it: no slirp4netns for its namespace.
@@ -1599,6 +1600,7 @@ fn test_sandbox_debugpy_attaches_through_the_debug_port() {
         code: 0,
         stdout: String::new(),
         stderr: stderr.into_owned(),
+        peak_rss_kib: 0,
     };
     invoke.assert_clean(&out);
 }

@@ -2,7 +2,7 @@
 //! environment, so tests see neither the developer's AWS settings nor each other's files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -82,6 +82,10 @@ pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// lamina's peak resident set size in KiB (the kernel's `ru_maxrss` of the child, read with
+    /// `wait4`, so it is this process's own figure even while other tests run).
+    #[allow(dead_code)] // read by the input-limit tests
+    pub peak_rss_kib: u64,
 }
 
 impl Run {
@@ -154,17 +158,27 @@ impl Run {
         if let Some(data) = self.stdin.take() {
             child.stdin.take().unwrap().write_all(&data).unwrap();
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().unwrap();
+        // Read both pipes on threads, then reap the child with wait4 for its own rusage.
+        let mut out_pipe = child.stdout.take().unwrap();
+        let mut err_pipe = child.stderr.take().unwrap();
+        let out_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut out_pipe, &mut buf).unwrap();
+            buf
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut err_pipe, &mut buf).unwrap();
+            buf
+        });
+        let (status, peak_rss_kib) = wait4(child.id());
+        let stdout = out_reader.join().unwrap();
+        let stderr = err_reader.join().unwrap();
         Outcome {
-            code: status
-                .code()
-                .expect("lamina exited, not killed by a signal"),
+            code: status.expect("lamina exited, not killed by a signal"),
             stdout: String::from_utf8(stdout).unwrap(),
             stderr: String::from_utf8(stderr).unwrap(),
+            peak_rss_kib,
         }
     }
 
@@ -226,6 +240,27 @@ impl Run {
         }
         out
     }
+}
+
+/// Reaps `pid` with `wait4`: its exit code (`None` when a signal ended it) and its peak RSS in KiB.
+fn wait4(pid: u32) -> (Option<i32>, u64) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and usage are valid for writes for the duration of the call.
+        let got = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+        if got == pid as i32 {
+            break;
+        }
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINTR),
+            "wait4 failed"
+        );
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64)
 }
 
 /// The environment of a plan as (name, value) pairs in order.
