@@ -49,3 +49,6 @@ pub const LAMINA_CGROUP_PARENT: &str = "LAMINA_CGROUP_PARENT";
 pub const LAMINA_TIMINGS: &str = "LAMINA_TIMINGS";
 /// A host `aws-lambda-rie` binary for `--emulator rie` (mounted at /var/rapid/aws-lambda-rie).
 pub const LAMINA_RIE_PATH: &str = "LAMINA_RIE_PATH";
+/// `unconfined` runs functions without the seccomp filter (like Docker's
+/// `--security-opt seccomp=unconfined`); unset or `default` applies Docker's default profile.
+pub const LAMINA_SECCOMP: &str = "LAMINA_SECCOMP";

@@ -107,6 +107,8 @@ pub struct InvokePlan {
     pub force_image_build: bool,
     pub shutdown: bool,
     pub mount_symlinks: bool,
+    /// The seccomp filter, the process bound and the device rules that hold on this host.
+    pub confinement: crate::sandbox::confinement::Confinement,
     /// Region and credentials (for layer downloads); the function sees them in `environment`.
     #[serde(skip)]
     pub aws: aws::Session,
@@ -347,6 +349,12 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         );
     }
 
+    let confinement = crate::sandbox::confinement::Confinement::for_host(
+        ctx.env,
+        crate::sandbox::rootless::Identity::current().is_some(),
+        &crate::sandbox::cgroup_parent(ctx.env),
+    )
+    .map_err(PlanError::Invalid)?;
     Ok(InvokePlan {
         function: function.logical_id.clone(),
         full_path: function.full_path.clone(),
@@ -389,6 +397,7 @@ pub fn build(parsed: &ParsedInvoke, ctx: &mut Context) -> Result<InvokePlan, Pla
         force_image_build: args.force_image_build,
         shutdown: args.shutdown,
         mount_symlinks: args.mount_symlinks,
+        confinement,
         aws: session,
     })
 }

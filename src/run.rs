@@ -13,6 +13,7 @@ use crate::image::pull::PullContext;
 use crate::image::{Cache, CachedImage, Freshness, ImageRef, Mirrors, Reporter, Settings};
 use crate::invoke::{self, Limits, Outcome};
 use crate::plan::InvokePlan;
+use crate::sandbox::confinement::ProcessBound;
 use crate::sandbox::{self, Paths, Sandbox, SpecInputs, hook};
 use crate::template::PackageType;
 use crate::{exit, paths};
@@ -185,6 +186,14 @@ pub fn run(
     {
         tracing::info!(
             "Notice: cannot set the memory limit ({err}); the function runs without one"
+        );
+    }
+    if plan.confinement.processes == ProcessBound::PidsCgroup
+        && sandbox::rootless::Identity::current().is_some()
+        && let Err(err) = sandbox::confinement::limit_pids(&paths.cgroups_path)
+    {
+        tracing::info!(
+            "Notice: cannot set the pids limit ({err}); the function is bounded by RLIMIT_NPROC only"
         );
     }
     let rie = plan.emulator == EmulatorKind::Rie;
@@ -517,9 +526,7 @@ fn check_privileges(env: &dyn Fn(&str) -> Option<String>) -> Result<Privileges, 
         .map_err(RunError::Unsupported)?;
     let system = sandbox::idmap::System::read(me.uid, me.gid, env("PATH").as_deref());
     let id_mapping = Some(sandbox::idmap::choose(mode, &system).map_err(RunError::Unsupported)?);
-    let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| sandbox::rootless::cgroup_parent(me.uid));
+    let parent = sandbox::cgroup_parent(env);
     if sandbox::rootless::delegated(&parent) {
         return Ok(Privileges {
             can_limit_memory: true,
@@ -841,6 +848,12 @@ fn spec_inputs(
                 sandbox::cgroup::can_limit_swap(),
             )
         }),
+        seccomp: (plan.confinement.seccomp == sandbox::seccomp::Mode::DockerDefault)
+            .then(sandbox::seccomp::profile),
+        // Rootless, lamina writes the pids limit itself once the cgroup exists (see run).
+        pids_limit: (plan.confinement.processes == ProcessBound::PidsCgroup && rootless.is_none())
+            .then_some(sandbox::confinement::MAX_PROCESSES),
+        device_rules: plan.confinement.device_rules && rootless.is_none(),
         rootless,
         cgroups_path: paths.cgroups_path.clone(),
         hook,

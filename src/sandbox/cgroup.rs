@@ -96,3 +96,22 @@ pub fn remove_parent(cgroups_path: &str) {
         let _ = std::fs::remove_dir(root.join(parent));
     }
 }
+
+/// What libcgroups adds after the spec's device rules on a v1 host (runc's old defaults: `mknod`
+/// of any device, `/dev/console`, `/dev/net/tun`), taken back out so only the spec's list holds.
+const V1_DEVICE_DEFAULTS: [&str; 4] = ["c *:* m", "b *:* m", "c 5:1 rwm", "c 10:200 rwm"];
+
+/// Leaves a v1 sandbox cgroup's `devices.list` exactly as the spec says (see `V1_DEVICE_DEFAULTS`).
+/// Nothing to do on v2, where libcgroups writes no defaults.
+pub fn restrict_devices(cgroups_path: &str) -> std::io::Result<()> {
+    if version() != Version::V1 {
+        return Ok(());
+    }
+    let deny = PathBuf::from("/sys/fs/cgroup/devices")
+        .join(cgroups_path.trim_start_matches('/'))
+        .join("devices.deny");
+    for rule in V1_DEVICE_DEFAULTS {
+        std::fs::write(&deny, rule)?;
+    }
+    Ok(())
+}

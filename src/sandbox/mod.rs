@@ -5,6 +5,7 @@
 //! the *creating thread* exits, so a killed lamina takes the function with it.
 
 pub mod cgroup;
+pub mod confinement;
 pub mod emulation;
 pub mod fds;
 pub mod forward;
@@ -12,6 +13,7 @@ pub mod hook;
 pub mod idmap;
 pub mod network;
 pub mod rootless;
+pub mod seccomp;
 pub mod spec;
 
 use std::os::fd::OwnedFd;
@@ -94,19 +96,26 @@ impl Paths {
 
     pub fn for_invoke(id: &str, env: &dyn Fn(&str) -> Option<String>) -> Paths {
         let base = Paths::base(env);
-        let default_parent = rootless::Identity::current().map_or_else(
-            || "lamina".to_string(),
-            |me| rootless::cgroup_parent(me.uid),
-        );
-        let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
-            .filter(|p| !p.is_empty() && !p.contains('/'))
-            .unwrap_or(default_parent);
+        let parent = cgroup_parent(env);
         Paths {
             bundle: base.join("bundles").join(id),
             state_root: base.join("containers"),
             cgroups_path: format!("/{parent}/{id}"),
         }
     }
+}
+
+/// The cgroup every sandbox of this user lives under: `$LAMINA_CGROUP_PARENT`, else `lamina` for
+/// root and `lamina-<uid>` for an ordinary user.
+pub fn cgroup_parent(env: &dyn Fn(&str) -> Option<String>) -> String {
+    env(crate::env_vars::LAMINA_CGROUP_PARENT)
+        .filter(|p| !p.is_empty() && !p.contains('/'))
+        .unwrap_or_else(|| {
+            rootless::Identity::current().map_or_else(
+                || "lamina".to_string(),
+                |me| rootless::cgroup_parent(me.uid),
+            )
+        })
 }
 
 /// Removes what invokes of lamina processes that no longer exist left behind (a `kill -9`, a
@@ -237,6 +246,15 @@ impl Sandbox {
             stdout: Some(out_read),
             stderr: Some(err_read),
         };
+        if inputs.device_rules
+            && let Err(err) = cgroup::restrict_devices(&inputs.cgroups_path)
+        {
+            sandbox.destroy();
+            return Err(SandboxError::Create(format!(
+                "cannot restrict the devices of cgroup {}: {err}",
+                inputs.cgroups_path
+            )));
+        }
         let placed = match socket {
             Some(socket) => match hook::receive(&socket) {
                 Ok(placed) => Some(placed),

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-/// Docker's default capability set: what a function gets under `sam local invoke`.
-const CAPABILITIES: [&str; 14] = [
+/// Docker's default capability set (what a function gets under `sam local invoke`) without
+/// `CAP_MKNOD`: Lambda gives functions no capability at all and no device but the standard ones,
+/// and without it no device node can be made, also where the device rules below are not enforced
+/// (a cgroup v2 host, where they need an eBPF program).
+const CAPABILITIES: [&str; 13] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
-    "CAP_MKNOD",
     "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
@@ -48,9 +50,40 @@ pub struct SpecInputs {
     pub hook: Option<(PathBuf, Vec<String>)>,
     /// Extra read-only mounts (host path, container path), e.g. a debugger.
     pub extra_mounts: Vec<(PathBuf, String)>,
+    /// The spec's `linux.seccomp` (see `seccomp::profile`); `None` runs unconfined.
+    pub seccomp: Option<Value>,
+    /// The cgroup's `pids.max` (root only: rootless, lamina writes it itself).
+    pub pids_limit: Option<u64>,
+    /// Deny every device in the cgroup but the standard ones (root only).
+    pub device_rules: bool,
     /// Run as this (non-root) host user, mapped to root in a user namespace (with its
     /// subordinate ids, when it has them).
     pub rootless: Option<super::idmap::IdMapping>,
+}
+
+/// The devices a function may use, as runc allows them by default (`type`, major, minor; `None`
+/// is any minor): null, zero, full, random, urandom, tty, ptmx and the pseudo-terminals.
+const ALLOWED_DEVICES: [(&str, i64, Option<i64>); 8] = [
+    ("c", 1, Some(3)),
+    ("c", 1, Some(5)),
+    ("c", 1, Some(7)),
+    ("c", 1, Some(8)),
+    ("c", 1, Some(9)),
+    ("c", 5, Some(0)),
+    ("c", 5, Some(2)),
+    ("c", 136, None),
+];
+
+fn device_rules() -> Value {
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for (kind, major, minor) in ALLOWED_DEVICES {
+        let mut rule = json!({"allow": true, "type": kind, "major": major, "access": "rwm"});
+        if let Some(minor) = minor {
+            rule["minor"] = json!(minor);
+        }
+        rules.push(rule);
+    }
+    Value::Array(rules)
 }
 
 fn bind(source: &Path, destination: &str) -> Value {
@@ -130,6 +163,9 @@ pub fn build(inputs: &SpecInputs) -> Value {
         linux["uidMappings"] = json!(uids);
         linux["gidMappings"] = json!(gids);
     }
+    // Resources only when libcontainer may write them: rootless, it cannot touch the `devices`
+    // controller, and lamina writes the memory and pids limits itself.
+    let mut resources = serde_json::Map::new();
     if let Some((bytes, limit_swap)) = inputs.memory_limit {
         // Swap equal to the limit means no swap at all, as in Lambda.
         let memory = if limit_swap {
@@ -137,7 +173,19 @@ pub fn build(inputs: &SpecInputs) -> Value {
         } else {
             json!({"limit": bytes})
         };
-        linux["resources"] = json!({"memory": memory});
+        resources.insert("memory".into(), memory);
+    }
+    if let Some(limit) = inputs.pids_limit {
+        resources.insert("pids".into(), json!({"limit": limit}));
+    }
+    if inputs.device_rules {
+        resources.insert("devices".into(), device_rules());
+    }
+    if !resources.is_empty() {
+        linux["resources"] = Value::Object(resources);
+    }
+    if let Some(profile) = &inputs.seccomp {
+        linux["seccomp"] = profile.clone();
     }
 
     let mut spec = json!({
@@ -153,7 +201,8 @@ pub fn build(inputs: &SpecInputs) -> Value {
             "capabilities": {
                 "bounding": CAPABILITIES, "effective": CAPABILITIES, "permitted": CAPABILITIES
             },
-            // Lambda's limits: 1,024 file descriptors and 1,024 processes and threads.
+            // Lambda's limits: 1,024 file descriptors and 1,024 processes and threads (the rlimit
+            // binds an ordinary user; root is bound by the pids cgroup, see `confinement`).
             "rlimits": [
                 {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
                 {"type": "RLIMIT_NPROC", "hard": 1024, "soft": 1024}
@@ -199,6 +248,13 @@ mod tests {
                 ],
             )),
             extra_mounts: vec![],
+            seccomp: Some(json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "defaultErrnoRet": 1,
+                "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+            })),
+            pids_limit: Some(1024),
+            device_rules: true,
             rootless: None,
         }
     }
@@ -289,6 +345,9 @@ mod tests {
         let mut inputs = inputs();
         inputs.host_network = true;
         inputs.memory_limit = None;
+        inputs.pids_limit = None;
+        inputs.device_rules = false;
+        inputs.seccomp = None;
         let spec = build(&inputs);
         let namespaces: Vec<&str> = spec["linux"]["namespaces"]
             .as_array()
@@ -298,6 +357,7 @@ mod tests {
             .collect();
         assert!(!namespaces.contains(&"network"));
         assert!(spec["linux"].get("resources").is_none());
+        assert!(spec["linux"].get("seccomp").is_none());
         let sys = spec["mounts"]
             .as_array()
             .unwrap()
@@ -305,5 +365,42 @@ mod tests {
             .find(|m| m["destination"] == "/sys")
             .unwrap();
         assert_eq!(sys["type"], "bind");
+    }
+
+    #[test]
+    fn test_spec_devices_are_denied_but_the_standard_ones() {
+        let spec = build(&inputs());
+        let caps = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert!(!caps.contains(&json!("CAP_MKNOD")), "no device can be made");
+        let rules = spec["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}));
+        let allowed: Vec<(i64, Option<i64>)> = rules[1..]
+            .iter()
+            .map(|r| (r["major"].as_i64().unwrap(), r["minor"].as_i64()))
+            .collect();
+        for device in [(1, Some(3)), (1, Some(9)), (5, Some(0)), (136, None)] {
+            assert!(allowed.contains(&device), "{device:?} allowed");
+        }
+        // KVM (10:232), serial ports (4:64), virtual consoles (7:*), disks (8:*) are not.
+        for (major, minor) in [(10, 232), (4, 64), (7, 0), (8, 0)] {
+            assert!(
+                !allowed
+                    .iter()
+                    .any(|(a, b)| *a == major && b.is_none_or(|b| b == minor)),
+                "{major}:{minor} denied"
+            );
+        }
+        assert_eq!(spec["linux"]["resources"]["pids"], json!({"limit": 1024}));
+        let typed: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(spec).unwrap();
+        let resources = typed
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .as_ref()
+            .unwrap();
+        assert_eq!(resources.devices().as_ref().unwrap().len(), 9);
     }
 }

@@ -1334,6 +1334,26 @@ fn test_sandbox_rootless_gives_the_same_results() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"heard": "ping"}"#);
 
+    // The same confinement as root: Docker's seccomp profile, no devices, 1,024 processes
+    // (the user's pids cgroup from setup-rootless, else RLIMIT_NPROC, which binds this user).
+    let out = as_user(&["Confine", "-e", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"processes": 1100}"#)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let confined: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_confined(&confined);
+
     // With a subordinate id range (and newuidmap), ids 1..N exist inside and a process may switch
     // to them; with the user only (LAMINA_ID_MAPPING=single), root is the only id.
     let ids = |mapping: &str| {
@@ -1635,4 +1655,150 @@ fn test_sandbox_debug_port_reaches_the_function() {
         .command(&["Hello", "-d", &taken_port])
         .fails(1, &["debug port", &taken_port]);
     invoke.assert_clean(&out);
+}
+
+/// What a `Confine` run of a sandbox must show: Docker's refusals, no device node, the standard
+/// devices only, ordinary work still running, and at most 1,024 processes.
+fn assert_confined(confined: &serde_json::Value) {
+    for name in [
+        "keyctl",
+        "add_key",
+        "unshare_user",
+        "perf_event_open",
+        "userfaultfd",
+        "mount",
+        "unshare_net",
+    ] {
+        assert_eq!(confined["syscalls"][name], "EPERM", "{name}: {confined}");
+    }
+    for place in ["/dev", "/tmp"] {
+        assert_eq!(
+            confined["mknod"][place], "mknod: EPERM",
+            "a device node in {place}: {confined}"
+        );
+    }
+    assert_eq!(
+        confined["dev"],
+        serde_json::json!([
+            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+            "stdout", "tty", "urandom", "zero"
+        ]),
+        "{confined}"
+    );
+    assert_eq!(confined["urandom"], 8);
+    assert_eq!(confined["subprocess"], "ok");
+    let started = confined["processes"]["started"].as_u64().unwrap();
+    assert!(
+        (1000..1024).contains(&started),
+        "the function started {started} processes besides itself: {confined}"
+    );
+    assert_eq!(confined["processes"]["refused"], "EAGAIN", "{confined}");
+}
+
+/// A function gets Docker's default seccomp profile, no device but the standard ones, and
+/// Lambda's 1,024 processes, which as root only the pids cgroup can enforce (the kernel exempts
+/// root from RLIMIT_NPROC): also without a memory limit.
+#[test]
+fn test_sandbox_confinement_is_docker_like() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    for extra in [None, Some("--no-memory-limit")] {
+        let mut args = vec!["Confine", "-e", "-"];
+        args.extend(extra);
+        let out = invoke
+            .command(&args)
+            .stdin(r#"{"processes": 1100}"#)
+            .output();
+        invoke.assert_clean(&out);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let confined: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_confined(&confined);
+    }
+    let plan = invoke.command(&["Confine", "--dry-run"]).success_json();
+    assert_eq!(
+        plan["confinement"],
+        serde_json::json!({"seccomp": "docker-default", "processes": "pids-cgroup", "device_rules": true})
+    );
+    // The escape hatch turns the filter off (and so shows that the probe can tell).
+    let out = invoke
+        .command(&["Confine"])
+        .env("LAMINA_SECCOMP", "unconfined")
+        .output();
+    invoke.assert_clean(&out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let unconfined: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        unconfined["syscalls"]["unshare_user"], "allowed",
+        "{unconfined}"
+    );
+    invoke
+        .command(&["Confine"])
+        .env("LAMINA_SECCOMP", "off")
+        .fails(1, &["LAMINA_SECCOMP=off"]);
+}
+
+/// As root the sandbox's cgroup denies every device but the standard ones (a v1 host's
+/// `devices.list`, read while the function runs).
+#[test]
+fn test_sandbox_device_rules_in_the_cgroup() {
+    let Some(env) = sandbox_env() else { return };
+    let devices = Path::new("/sys/fs/cgroup/devices");
+    if !devices.exists() {
+        skip::<()>("no cgroup v1 devices controller on this host");
+        return;
+    }
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    let child = invoke.command(&["Sleep"]).spawn_piped();
+    let parent = devices.join(&invoke.cgroup_parent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Read once the function runs (its python is in the cgroup): the rules are final by then.
+    let runs_python = |cgroup: &Path| {
+        std::fs::read_to_string(cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.starts_with("python"))
+            })
+    };
+    let list = loop {
+        let found = std::fs::read_dir(&parent)
+            .ok()
+            .and_then(|d| d.flatten().find(|e| e.path().is_dir()))
+            .filter(|e| runs_python(&e.path()))
+            .and_then(|e| std::fs::read_to_string(e.path().join("devices.list")).ok());
+        if let Some(list) = found.filter(|l| !l.is_empty()) {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox's cgroup never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "the Sleep function times out");
+    let mut rules: Vec<&str> = list.lines().collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            "c 136:* rwm",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm"
+        ]
+    );
+    invoke.assert_clean(&Outcome {
+        code: 4,
+        stdout: String::new(),
+        stderr: String::new(),
+        peak_rss_kib: 0,
+    });
 }

@@ -154,10 +154,17 @@ impl Run {
             self.command.stdin(Stdio::piped());
         }
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Reaped below with wait4 (for its rusage), not with `Child::wait`.
+        #[allow(clippy::zombie_processes)]
         let mut child = self.command.spawn().expect("lamina runs");
-        if let Some(data) = self.stdin.take() {
-            child.stdin.take().unwrap().write_all(&data).unwrap();
-        }
+        // Fed on a thread (a large event must not block the reads below); lamina may refuse it
+        // before reading it all, so a broken pipe is not an error.
+        let feeder = self.stdin.take().map(|data| {
+            let mut pipe = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            })
+        });
         // Read both pipes on threads, then reap the child with wait4 for its own rusage.
         let mut out_pipe = child.stdout.take().unwrap();
         let mut err_pipe = child.stderr.take().unwrap();
@@ -172,6 +179,9 @@ impl Run {
             buf
         });
         let (status, peak_rss_kib) = wait4(child.id());
+        if let Some(feeder) = feeder {
+            feeder.join().unwrap();
+        }
         let stdout = out_reader.join().unwrap();
         let stderr = err_reader.join().unwrap();
         Outcome {
