@@ -31,6 +31,7 @@ pub mod run;
 pub mod runtimes;
 pub mod samconfig;
 pub mod sandbox;
+pub mod signals;
 pub mod template;
 pub mod yaml;
 
@@ -48,6 +49,6 @@ pub mod exit {
     pub const TIMEOUT: u8 = 4;
     /// The function ran out of memory.
     pub const OUT_OF_MEMORY: u8 = 5;
-    /// Interrupted with Ctrl-C.
+    /// Interrupted with Ctrl-C (SIGTERM and SIGHUP exit 143 and 129: 128 + the signal, see `signals`).
     pub const INTERRUPTED: u8 = 130;
 }

@@ -314,7 +314,7 @@ fn download(
     let result = aws::block_on(async {
         tokio::select! {
             result = work => result,
-            _ = tokio::signal::ctrl_c() => Err(LayerError::Interrupted),
+            _ = crate::signals::requested() => Err(LayerError::Interrupted),
         }
     })
     .map_err(LayerError::from)

@@ -12,11 +12,11 @@ use crate::emulator::{Invocation, RuntimeApi};
 use crate::image::pull::PullContext;
 use crate::image::{Cache, CachedImage, Freshness, ImageRef, Mirrors, Reporter, Settings};
 use crate::invoke::{self, Limits, Outcome};
+use crate::paths;
 use crate::plan::InvokePlan;
 use crate::sandbox::confinement::ProcessBound;
 use crate::sandbox::{self, Paths, Sandbox, SpecInputs, hook};
 use crate::template::PackageType;
-use crate::{exit, paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -65,6 +65,8 @@ pub fn run(
         can_limit_memory,
         id_mapping,
     } = check_privileges(env)?;
+    // From here on Ctrl-C, SIGTERM and SIGHUP stop the run and clean up (see `signals`).
+    crate::signals::install();
     let phase_start = Instant::now();
     let image = pull(plan, env, reporter)?;
     let image_time = phase_start.elapsed();
@@ -78,12 +80,16 @@ pub fn run(
                 &logs,
                 &crate::remote_layers::LayerError::Interrupted.to_string(),
             );
-            return Ok(exit::INTERRUPTED);
+            return Ok(crate::signals::stopped_exit_code());
         }
         Err(err) => return Err(RunError::Other(err.to_string())),
     };
     let opt = crate::artifacts::ensure_layers(plan, &paths::cache_root(env), &downloaded)
         .map_err(|e| RunError::Other(e.to_string()))?;
+    if crate::signals::received().is_some() {
+        log_line(&logs, "Interrupted: the function was not started.");
+        return Ok(crate::signals::stopped_exit_code());
+    }
 
     let (request_id, trace_id) = Invocation::new_ids();
     let id = format!("lamina-{}", &request_id[..13].replace('-', ""));
@@ -121,8 +127,8 @@ pub fn run(
     } else {
         (String::new(), None)
     };
-    std::fs::create_dir_all(&paths.bundle)
-        .and_then(|()| std::fs::write(paths.bundle.join("owner"), std::process::id().to_string()))
+    paths
+        .create_bundle()
         .map_err(|e| RunError::Other(format!("cannot create {}: {e}", paths.bundle.display())))?;
     let extensions = opt.as_deref().map(extensions_in).unwrap_or_default();
     let setup = Setup {
@@ -139,7 +145,7 @@ pub fn run(
         Ok(inputs) => inputs,
         Err(err) => {
             // Nothing may stay behind, also when the function cannot even be set up.
-            let _ = std::fs::remove_dir_all(&paths.bundle);
+            sandbox::remove_bundle(&paths.bundle);
             return Err(err);
         }
     };
@@ -170,6 +176,16 @@ pub fn run(
         }
         Err(err) => return Err(err.into()),
     };
+    // A stop signal during `create` (which cannot be interrupted) is answered now: dropping the
+    // sandbox kills and deletes it.
+    if crate::signals::received().is_some() {
+        drop(sandbox);
+        log_line(
+            &logs,
+            "Interrupted: the function was stopped and its sandbox removed.",
+        );
+        return Ok(crate::signals::stopped_exit_code());
+    }
     // The async runtime starts only now: libcontainer forks in `create`, and a fork of a process
     // whose other threads may hold locks (the allocator's, a logger's) can deadlock the child.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -287,7 +303,7 @@ pub fn run(
         };
         let finished = tokio::select! {
             finished = drive => Some(finished),
-            _ = tokio::signal::ctrl_c() => None,
+            _ = crate::signals::requested() => None,
         };
         // `--shutdown` with extensions, as Lambda's 2 s shutdown budget: extensions get SHUTDOWN
         // with a deadline 1.4 s away, then the runtime gets SIGTERM and 0.6 s (Lambda does both
@@ -344,7 +360,7 @@ pub fn run(
             &logs,
             "Interrupted: the function was stopped and its sandbox removed.",
         );
-        return Ok(exit::INTERRUPTED);
+        return Ok(crate::signals::stopped_exit_code());
     };
     if memory.oom_killed && !matches!(finished.outcome, Outcome::Success { .. }) {
         finished.outcome = Outcome::OutOfMemory;

@@ -23,11 +23,13 @@ pub fn run(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> u8 {
     let Command::Image(command) = cli.command else {
         return super::invoke::fail("expected `lamina image ...`");
     };
+    // Ctrl-C, SIGTERM and SIGHUP stop a pull and remove what it had fetched.
+    crate::signals::install();
     match execute(command, env) {
         Ok(()) => exit::SUCCESS,
         Err(ImageError::Interrupted) => {
             eprintln!("{}", ImageError::Interrupted);
-            exit::INTERRUPTED
+            crate::signals::stopped_exit_code()
         }
         Err(err) => super::invoke::fail(&err.to_string()),
     }

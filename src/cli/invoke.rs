@@ -129,7 +129,7 @@ pub fn run(
         Ok(code) => code,
         Err(crate::run::RunError::Image(crate::image::ImageError::Interrupted)) => {
             eprintln!("{}", crate::image::ImageError::Interrupted);
-            exit::INTERRUPTED
+            crate::signals::stopped_exit_code()
         }
         Err(err) => fail(&err.to_string()),
     }

@@ -128,7 +128,7 @@ pub fn ensure(
     let found = runtime()?.block_on(async {
         tokio::select! {
             found = pull(ctx, image, reference, arch) => found,
-            _ = tokio::signal::ctrl_c() => Err(ImageError::Interrupted),
+            _ = crate::signals::requested() => Err(ImageError::Interrupted),
         }
     })?;
     ctx.cache.touch(&found);

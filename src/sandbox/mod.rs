@@ -45,17 +45,44 @@ pub enum SandboxError {
     Start(String),
 }
 
-/// Runs the function's process: a thin wrapper over the default executor that asks for SIGKILL when
-/// lamina dies, just before the exec.
+/// Runs the function's process: a thin wrapper over the default executor that ties the sandbox to
+/// lamina's life.
+///
+/// `validate` runs in the container's init before it reports ready (and so before lamina can
+/// `start` it): there the init asks for SIGKILL when lamina dies (`PR_SET_PDEATHSIG`), then looks
+/// at a pidfd of lamina, inherited through the fork, to see whether lamina died before that
+/// request, and exits if so. Either way a lamina killed at any instant of `create` takes the init
+/// with it, and with the init (the sandbox's PID 1) the kernel kills everything in its PID
+/// namespace. The death signal survives the exec of a non-setuid program, so it also holds for
+/// the function's whole run.
 #[derive(Clone)]
-struct DeathSignalExecutor;
+struct DeathSignalExecutor {
+    /// lamina's pidfd, as numbered in lamina (and so in the init, a fork of it).
+    lamina: std::os::fd::RawFd,
+}
 
-impl Executor for DeathSignalExecutor {
-    fn exec(&self, spec: &libcontainer::oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+impl DeathSignalExecutor {
+    fn tie_to_lamina(&self) {
         // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and has no memory effects.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         }
+        let mut fd = libc::pollfd {
+            fd: self.lamina,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout. A pidfd is readable once its process has exited.
+        let gone = unsafe { libc::poll(&mut fd, 1, 0) } == 1 && fd.revents & libc::POLLIN != 0;
+        if gone {
+            // SAFETY: _exit ends this process (the container's init) without running anything.
+            unsafe { libc::_exit(1) };
+        }
+    }
+}
+
+impl Executor for DeathSignalExecutor {
+    fn exec(&self, spec: &libcontainer::oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
         DefaultExecutor {}.exec(spec)
     }
 
@@ -63,8 +90,23 @@ impl Executor for DeathSignalExecutor {
         &self,
         spec: &libcontainer::oci_spec::runtime::Spec,
     ) -> Result<(), ExecutorValidationError> {
+        self.tie_to_lamina();
         DefaultExecutor {}.validate(spec)
     }
+}
+
+/// A pidfd of this process, for the sandbox's init to watch (close-on-exec, like every pidfd).
+fn own_pidfd() -> Result<OwnedFd, SandboxError> {
+    // SAFETY: pidfd_open takes a pid and flags; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return Err(SandboxError::Create(format!(
+            "cannot open a pidfd of lamina (Linux 5.3 or later is needed): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: the fd was just returned to us and is owned by nobody else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
 /// Where this invoke keeps its files (removed with the sandbox).
@@ -105,6 +147,72 @@ impl Paths {
     }
 }
 
+impl Paths {
+    /// Makes the bundle directory with its `owner` file (lamina's pid) in one step: it is built as
+    /// `bundles/.new-<pid>-<id>` and renamed into place, so `collect_garbage` never meets a
+    /// bundle without an owner, whenever lamina is killed. Idempotent.
+    pub fn create_bundle(&self) -> std::io::Result<()> {
+        if self.bundle.join("owner").exists() {
+            return Ok(());
+        }
+        let (Some(parent), Some(name)) = (self.bundle.parent(), self.bundle.file_name()) else {
+            return Err(std::io::Error::other(
+                "a bundle path has a parent and a name",
+            ));
+        };
+        std::fs::create_dir_all(parent)?;
+        let pid = std::process::id();
+        let staging = parent.join(format!(".new-{pid}-{}", name.to_string_lossy()));
+        std::fs::create_dir(&staging)?;
+        std::fs::write(staging.join("owner"), pid.to_string())?;
+        std::fs::rename(&staging, &self.bundle)
+    }
+}
+
+/// Removes a bundle directory: renamed aside first (`.gone-<id>`), so that a removal cut short
+/// leaves a name `collect_garbage` knows to remove, never a bundle that lost its `owner`.
+pub fn remove_bundle(bundle: &Path) {
+    let aside = match (bundle.parent(), bundle.file_name()) {
+        (Some(parent), Some(name)) => parent.join(format!(".gone-{}", name.to_string_lossy())),
+        _ => bundle.to_path_buf(),
+    };
+    let target = if std::fs::rename(bundle, &aside).is_ok() {
+        aside
+    } else {
+        bundle.to_path_buf()
+    };
+    let _ = std::fs::remove_dir_all(target);
+}
+
+/// What `collect_garbage` does with an entry of `bundles/`.
+#[derive(Debug, PartialEq, Eq)]
+enum Leftover {
+    /// A bundle being set up or in use by a live lamina.
+    InUse,
+    /// A bundle of a lamina that is gone: its container, cgroup and files go.
+    Sandbox(String),
+    /// A half-made or half-removed directory: only the directory goes.
+    Directory,
+}
+
+fn classify(name: &str, owner: Option<i32>, alive: &dyn Fn(i32) -> bool) -> Leftover {
+    if name.starts_with(".gone-") {
+        return Leftover::Directory;
+    }
+    if let Some(rest) = name.strip_prefix(".new-") {
+        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+        return match pid {
+            Some(pid) if alive(pid) => Leftover::InUse,
+            _ => Leftover::Directory,
+        };
+    }
+    match owner {
+        Some(pid) if alive(pid) => Leftover::InUse,
+        // No owner: a bundle whose removal was cut short by an older lamina; its owner is gone.
+        _ => Leftover::Sandbox(name.to_string()),
+    }
+}
+
 /// The cgroup every sandbox of this user lives under: `$LAMINA_CGROUP_PARENT`, else `lamina` for
 /// root and `lamina-<uid>` for an ordinary user.
 pub fn cgroup_parent(env: &dyn Fn(&str) -> Option<String>) -> String {
@@ -127,15 +235,18 @@ pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
         return;
     };
     for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
+        let name = entry.file_name().to_string_lossy().into_owned();
         let owner = std::fs::read_to_string(entry.path().join("owner"))
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok());
-        let alive = owner.is_some_and(crate::process::exists);
-        // A bundle without an owner file is being set up right now; leave it.
-        if alive || owner.is_none() {
-            continue;
-        }
+        let id = match classify(&name, owner, &crate::process::exists) {
+            Leftover::InUse => continue,
+            Leftover::Directory => {
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
+            Leftover::Sandbox(id) => id,
+        };
         tracing::debug!(%id, "removing the sandbox of a lamina that is gone");
         let paths = Paths::for_invoke(&id, env);
         if let Ok(mut container) = Container::load(paths.state_root.join(&id)) {
@@ -147,7 +258,7 @@ pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
         if rootless::Identity::current().is_none() {
             cgroup::remove_parent(&paths.cgroups_path);
         }
-        let _ = std::fs::remove_dir_all(entry.path());
+        remove_bundle(&entry.path());
     }
 }
 
@@ -180,10 +291,10 @@ impl Sandbox {
             path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&paths.bundle).map_err(|e| prepare(&paths.bundle, e))?;
+        paths
+            .create_bundle()
+            .map_err(|e| prepare(&paths.bundle, e))?;
         std::fs::create_dir_all(&paths.state_root).map_err(|e| prepare(&paths.state_root, e))?;
-        let owner = paths.bundle.join("owner");
-        std::fs::write(&owner, std::process::id().to_string()).map_err(|e| prepare(&owner, e))?;
         let config = spec::build(inputs);
         let config_path = paths.bundle.join("config.json");
         std::fs::write(
@@ -205,8 +316,11 @@ impl Sandbox {
             std::fs::File::open("/dev/null").map_err(|e| prepare(Path::new("/dev/null"), e))?;
         let create_error =
             |e: libcontainer::error::LibcontainerError| SandboxError::Create(format!("{e:?}"));
+        let lamina = own_pidfd()?;
         let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(DeathSignalExecutor)
+            .with_executor(DeathSignalExecutor {
+                lamina: std::os::fd::AsRawFd::as_raw_fd(&lamina),
+            })
             .with_root_path(&paths.state_root)
             .map_err(create_error)?
             .with_stdin(OwnedFd::from(dev_null))
@@ -218,6 +332,7 @@ impl Sandbox {
             .with_systemd(false)
             .with_detach(true)
             .build();
+        drop(lamina);
         // libcontainer leaves the caller non-dumpable after creating namespaces; undo that.
         // SAFETY: prctl with PR_SET_DUMPABLE has no memory effects.
         unsafe {
@@ -226,7 +341,7 @@ impl Sandbox {
         let container = match built {
             Ok(container) => container,
             Err(err) => {
-                let _ = std::fs::remove_dir_all(&paths.bundle);
+                remove_bundle(&paths.bundle);
                 cgroup::remove_leaf(&inputs.cgroups_path);
                 if rootless::Identity::current().is_none() {
                     cgroup::remove_parent(&inputs.cgroups_path);
@@ -316,7 +431,7 @@ impl Sandbox {
         if rootless::Identity::current().is_none() {
             cgroup::remove_parent(&self.cgroups_path);
         }
-        let _ = std::fs::remove_dir_all(&self.bundle);
+        remove_bundle(&self.bundle);
     }
 }
 
@@ -340,5 +455,63 @@ pub fn describe_exit(status: nix::sys::wait::WaitStatus) -> String {
             signal.as_str().trim_start_matches("SIG").to_lowercase()
         ),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_garbage_classification() {
+        let alive = |pid: i32| pid == 100;
+        assert_eq!(classify("lamina-a", Some(100), &alive), Leftover::InUse);
+        assert_eq!(
+            classify("lamina-a", Some(200), &alive),
+            Leftover::Sandbox("lamina-a".into())
+        );
+        // A bundle that lost its owner (a removal cut short) is collected, not kept forever.
+        assert_eq!(
+            classify("lamina-a", None, &alive),
+            Leftover::Sandbox("lamina-a".into())
+        );
+        assert_eq!(classify(".new-100-lamina-a", None, &alive), Leftover::InUse);
+        assert_eq!(
+            classify(".new-200-lamina-a", None, &alive),
+            Leftover::Directory
+        );
+        assert_eq!(
+            classify(".gone-lamina-a", None, &alive),
+            Leftover::Directory
+        );
+    }
+
+    #[test]
+    fn test_bundle_is_created_with_its_owner_and_removed_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            bundle: dir.path().join("bundles/lamina-x"),
+            state_root: dir.path().join("containers"),
+            cgroups_path: "/lamina/lamina-x".into(),
+        };
+        paths.create_bundle().unwrap();
+        paths.create_bundle().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(paths.bundle.join("owner")).unwrap(),
+            std::process::id().to_string()
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("bundles"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["lamina-x"]);
+        remove_bundle(&paths.bundle);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("bundles"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

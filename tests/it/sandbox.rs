@@ -395,7 +395,7 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
     let project = Project::fixture("behaviours");
     let invoke = Invoke::new(&project, &env);
     assert_eq!(invoke.run(&["Hello"]).code, 0, "warm the image");
-    for signal in [libc::SIGINT, libc::SIGKILL] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGKILL] {
         let mut child = invoke.command(&["Sleep"]).spawn();
         // Wait until the function runs (its sandbox exists), then interrupt lamina.
         let bundles = invoke.run_dir.join("bundles");
@@ -409,8 +409,10 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
-        if signal == libc::SIGINT {
-            assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        // Ctrl-C, SIGTERM (`timeout`, a cancelled CI job) and SIGHUP clean up at once and exit
+        // 128 + the signal, as a shell reports a process ended by it.
+        if signal != libc::SIGKILL {
+            assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
         }
         // After a SIGKILL the function dies with lamina (PDEATHSIG) and the next invoke cleans up.
         if signal == libc::SIGKILL {
@@ -450,6 +452,102 @@ fn test_sandbox_interrupted_and_killed_invokes_leave_nothing() {
                 "slirp4netns outlived a killed lamina: {survivors:?}"
             );
         }
+    }
+}
+
+/// Processes in any cgroup under `parent` (and so in a sandbox of it, or its PID namespace),
+/// with their names.
+fn processes_under(parent: &str) -> Vec<String> {
+    let needle = format!("/{parent}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
+        })
+        .filter_map(|e| {
+            // A zombie has ended; only its parent's reaping is left (pid 1 here may be slow).
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            let state = field("State:");
+            (!state.starts_with('Z') && !state.is_empty()).then(|| {
+                format!(
+                    "{} {} ({state}, ppid {}, nspid {})",
+                    e.file_name().to_string_lossy(),
+                    field("Name:"),
+                    field("PPid:"),
+                    field("NSpid:")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Waits up to 3 s for the processes under `parent` to end; returns those that did not.
+fn survivors_under(parent: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = processes_under(parent);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// lamina killed at any instant, from its start to its end (the sandbox's create window among
+/// them): no process of the sandbox outlives it (SIGKILL), and SIGTERM also leaves no bundle,
+/// state or cgroup behind.
+#[test]
+fn test_sandbox_killed_at_any_instant_leaves_no_process() {
+    let Some(env) = sandbox_env() else { return };
+    let project = Project::fixture("behaviours");
+    let invoke = Invoke::new(&project, &env);
+    assert_eq!(invoke.run(&["Hello"]).code, 0, "warm the image");
+    let started = Instant::now();
+    assert_eq!(invoke.run(&["Hello"]).code, 0);
+    let whole = started.elapsed();
+    const STEPS: u32 = 24;
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        for step in 0..STEPS {
+            let delay = whole * step / STEPS;
+            let mut child = invoke.command(&["Hello"]).spawn();
+            std::thread::sleep(delay);
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let status = child.wait().unwrap();
+            let survivors = survivors_under(&invoke.cgroup_parent);
+            assert!(
+                survivors.is_empty(),
+                "signal {signal} after {delay:?} ({status:?}): left running {survivors:?}"
+            );
+            if signal == libc::SIGTERM {
+                // Before lamina handles signals (parsing, planning) SIGTERM ends it with
+                // nothing made yet; after, it exits 143; a run that was done exits 0.
+                use std::os::unix::process::ExitStatusExt;
+                assert!(
+                    matches!(status.code(), Some(143 | 0))
+                        || status.signal() == Some(libc::SIGTERM),
+                    "after {delay:?}: {status:?}"
+                );
+                invoke.assert_clean(&Outcome {
+                    code: status.code().unwrap_or(-1),
+                    stdout: String::new(),
+                    stderr: format!("SIGTERM after {delay:?}"),
+                    peak_rss_kib: 0,
+                });
+            }
+        }
+        // What the killed runs left (state, cgroups) is collected by the next invoke.
+        assert_eq!(invoke.run(&["Hello"]).code, 0);
     }
 }
 
