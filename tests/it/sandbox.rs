@@ -479,21 +479,24 @@ fn processes_under(parent: &str) -> Vec<String> {
             };
             let state = field("State:");
             (!state.starts_with('Z') && !state.is_empty()).then(|| {
+                let stack = std::fs::read_to_string(e.path().join("stack")).unwrap_or_default();
                 format!(
-                    "{} {} ({state}, ppid {}, nspid {})",
+                    "{} {} ({state}, ppid {}, nspid {}, kernel stack: {})",
                     e.file_name().to_string_lossy(),
                     field("Name:"),
                     field("PPid:"),
-                    field("NSpid:")
+                    field("NSpid:"),
+                    stack.lines().take(6).collect::<Vec<_>>().join(" < ")
                 )
             })
         })
         .collect()
 }
 
-/// Waits up to 3 s for the processes under `parent` to end; returns those that did not.
+/// Waits up to 10 s for the processes under `parent` to end (one that is exiting may sit in the
+/// kernel a while, tearing down namespaces on a loaded machine); returns those that did not.
 fn survivors_under(parent: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = processes_under(parent);
         if left.is_empty() || Instant::now() > deadline {
