@@ -1804,7 +1804,11 @@ fn test_sandbox_confinement_is_docker_like() {
     let Some(env) = sandbox_env() else { return };
     let project = Project::fixture("behaviours");
     let invoke = Invoke::new(&project, &env);
-    for extra in [None, Some("--no-memory-limit")] {
+    for extra in [
+        &[][..],
+        &["--no-memory-limit"][..],
+        &["--emulator", "rie"][..],
+    ] {
         let mut args = vec!["Confine", "-e", "-"];
         args.extend(extra);
         let out = invoke
@@ -1812,7 +1816,7 @@ fn test_sandbox_confinement_is_docker_like() {
             .stdin(r#"{"processes": 1100}"#)
             .output();
         invoke.assert_clean(&out);
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.code, 0, "{extra:?}: {}", out.stderr);
         let confined: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_confined(&confined);
     }
