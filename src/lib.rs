@@ -10,6 +10,8 @@
 //!    of `aws`), creates the sandbox (`sandbox`: OCI spec, libcontainer, the Runtime API hook,
 //!    rootless, network, debug ports), serves the Runtime API (`emulator`) and turns what the runtime
 //!    does into SAM's output and lamina's exit codes (`invoke`).
+//!
+//! `system_check` (`lamina system check`) reports which of the sandbox's needs this host meets.
 
 pub mod artifacts;
 pub mod aws;
@@ -32,6 +34,7 @@ pub mod runtimes;
 pub mod samconfig;
 pub mod sandbox;
 pub mod signals;
+pub mod system_check;
 pub mod template;
 pub mod yaml;
 

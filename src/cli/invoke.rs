@@ -171,8 +171,12 @@ fn system(argv: Vec<OsString>) -> u8 {
             return u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
         }
     };
-    let super::Command::System(super::SystemCommand::SetupRootless { user }) = cli.command else {
-        return fail("expected `lamina system setup-rootless`");
+    let user = match cli.command {
+        super::Command::System(super::SystemCommand::SetupRootless { user }) => user,
+        super::Command::System(super::SystemCommand::Check { json }) => {
+            return super::system::check(json, &|name| std::env::var(name).ok());
+        }
+        _ => return fail("expected `lamina system setup-rootless|check`"),
     };
     if crate::sandbox::rootless::Identity::current().is_some() {
         return fail("lamina system setup-rootless must run as root (sudo)");

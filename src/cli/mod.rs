@@ -9,6 +9,7 @@ pub mod config;
 pub mod image;
 pub mod invoke;
 pub mod output;
+pub mod system;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -46,6 +47,14 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Report what works on this host for the current user (user namespaces, cgroups, memory and
+    /// pids limits, seccomp, id ranges, network, cache, emulators), each with its fix; exits 1
+    /// when functions cannot run here.
+    Check {
+        /// One JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
     /// As root: give USER a cgroup subtree of its own, so that its invokes get memory limits
     /// (and, on cgroup v1 hosts, can run at all).
     SetupRootless {

@@ -29,7 +29,7 @@ pub fn cgroup_parent(uid: u32) -> String {
 }
 
 /// The controller directories a v1 host has (deduplicated: `cpu` and `cpuacct` may be one).
-fn v1_controllers() -> Vec<PathBuf> {
+pub fn v1_controllers() -> Vec<PathBuf> {
     let mut seen = Vec::new();
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
         return seen;

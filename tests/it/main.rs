@@ -8,5 +8,6 @@ mod events;
 mod images;
 mod samconfig;
 mod sandbox;
+mod system;
 mod templates;
 mod util;
