@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::runtimes::Architecture;
+use crate::sandbox::confinement::{Confinement, ProcessBound};
 use crate::sandbox::{cgroup, emulation, rootless};
 
 /// How one check came out.
@@ -219,15 +220,24 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
         ));
     }
 
-    let parent = env(crate::env_vars::LAMINA_CGROUP_PARENT)
-        .filter(|p| !p.is_empty() && !p.contains('/'))
-        .unwrap_or_else(|| rootless::cgroup_parent(uid));
+    let parent = crate::sandbox::cgroup_parent(env);
     let view = sandbox::CgroupView {
         version: cgroup::version(),
         root: Path::new("/sys/fs/cgroup"),
         hierarchies: rootless::v1_controllers(),
         writable: &writable_by_access,
         swap_accounting: cgroup::can_limit_swap(),
+        // The pids decision is the invoke's own (a bad LAMINA_SECCOMP is the seccomp line's).
+        processes: Confinement::for_host(
+            &|name| {
+                (name != crate::env_vars::LAMINA_SECCOMP)
+                    .then(|| env(name))
+                    .flatten()
+            },
+            rootless,
+            &parent,
+        )
+        .map_or(ProcessBound::RlimitNproc, |c| c.processes),
     };
     let owner = rootless.then(|| sandbox::Owner {
         user: user.clone(),
@@ -235,7 +245,7 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
     });
     checks.extend(sandbox::cgroups(&view, owner.as_ref()));
 
-    checks.push(sandbox::seccomp(
+    checks.push(sandbox::seccomp_check(
         std::fs::read_to_string("/proc/self/status").ok().as_deref(),
         std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
             .ok()

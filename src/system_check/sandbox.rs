@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::Check;
 use crate::sandbox::cgroup::Version;
+use crate::sandbox::confinement::ProcessBound;
 use crate::sandbox::idmap::{self, Mode, System};
+use crate::sandbox::seccomp;
 
 pub const USERNS: &str = "user namespaces";
 pub const IDMAP: &str = "id mapping";
@@ -118,6 +120,9 @@ pub struct CgroupView<'a> {
     pub writable: &'a dyn Fn(&Path) -> bool,
     /// v1: `memory.memsw.*` exists, so the memory limit covers swap too.
     pub swap_accounting: bool,
+    /// How invokes will bound the function's processes (`Confinement::for_host`), so that this
+    /// line and `--dry-run` cannot disagree.
+    pub processes: ProcessBound,
 }
 
 /// Rootless: whose sandboxes, and the cgroup they go under (`/lamina-<uid>`).
@@ -126,7 +131,7 @@ pub struct Owner {
     pub parent: String,
 }
 
-/// Lambda's limit on a function's processes and threads, which the pids controller enforces.
+/// Lambda's limit on a function's processes and threads (`confinement::MAX_PROCESSES`).
 const LAMBDA_PROCESSES: &str = "1,024";
 
 /// The `cgroups`, `memory limit` and `pids limit` lines: can sandboxes get a cgroup, and will the
@@ -170,6 +175,22 @@ fn root_pids_missing(detail: String) -> Check {
         ),
         "enable the pids cgroup controller (CONFIG_CGROUP_PIDS), or run lamina as an ordinary user, where RLIMIT_NPROC applies",
     )
+}
+
+/// The `pids limit` line: `bound` decides; `place` is where `pids.max` is written, `why_not` why
+/// it cannot be.
+fn pids_line(bound: ProcessBound, place: &Path, why_not: String, fix: String) -> Check {
+    match bound {
+        ProcessBound::PidsCgroup => Check::ok(
+            PIDS,
+            format!(
+                "pids.max under {}: at most {LAMBDA_PROCESSES} processes, as in Lambda",
+                place.display()
+            ),
+        ),
+        ProcessBound::RlimitNproc => rlimit_only(why_not, fix),
+        ProcessBound::Unbounded => root_pids_missing(why_not),
+    }
 }
 
 fn rlimit_only(detail: String, fix: String) -> Check {
@@ -246,17 +267,12 @@ fn v1_root(view: &CgroupView) -> Vec<Check> {
             "enable it (kernel command line cgroup_enable=memory)",
         ),
     });
-    checks.push(match hierarchy(view, "pids") {
-        Some(dir) if (view.writable)(dir) => Check::ok(
-            PIDS,
-            format!(
-                "pids.max under {}: at most {LAMBDA_PROCESSES} processes, as in Lambda",
-                dir.display()
-            ),
-        ),
-        Some(dir) => root_pids_missing(format!("{} is not writable", dir.display())),
-        None => root_pids_missing("no pids cgroup controller".into()),
-    });
+    let pids = view.root.join("pids");
+    let why_not = match hierarchy(view, "pids") {
+        Some(dir) => format!("{} is not writable", dir.display()),
+        None => "no pids cgroup controller".into(),
+    };
+    checks.push(pids_line(view.processes, &pids, why_not, String::new()));
     checks
 }
 
@@ -325,23 +341,15 @@ fn v1_rootless(view: &CgroupView, owner: &Owner) -> Vec<Check> {
             "enable it (kernel command line cgroup_enable=memory)",
         ),
     });
-    checks.push(match hierarchy(view, "pids") {
-        Some(dir) if mine(dir) => Check::ok(
-            PIDS,
-            format!(
-                "pids.max under {}: at most {LAMBDA_PROCESSES} processes, as in Lambda",
-                dir.join(parent).display()
-            ),
-        ),
-        Some(dir) => rlimit_only(
-            format!("{} is missing or not yours", dir.join(parent).display()),
-            fix,
-        ),
-        None => rlimit_only(
+    let pids = view.root.join("pids").join(parent);
+    let (why_not, fix) = match hierarchy(view, "pids") {
+        Some(_) => (format!("{} is missing or not yours", pids.display()), fix),
+        None => (
             "no pids cgroup controller".into(),
             "enable the pids cgroup controller (CONFIG_CGROUP_PIDS)".into(),
         ),
-    });
+    };
+    checks.push(pids_line(view.processes, &pids, why_not, fix));
     checks
 }
 
@@ -386,17 +394,11 @@ fn v2_root(view: &CgroupView) -> Vec<Check> {
             "enable the memory cgroup controller (kernel command line cgroup_enable=memory)",
         )
     });
-    checks.push(if has("pids") {
-        Check::ok(
-            PIDS,
-            format!("pids.max: at most {LAMBDA_PROCESSES} processes, as in Lambda"),
-        )
-    } else {
-        root_pids_missing(format!(
-            "no pids controller in {}",
-            view.root.join("cgroup.controllers").display()
-        ))
-    });
+    let why_not = format!(
+        "no pids controller in {}",
+        view.root.join("cgroup.controllers").display()
+    );
+    checks.push(pids_line(view.processes, view.root, why_not, String::new()));
     checks
 }
 
@@ -454,38 +456,19 @@ fn v2_rootless(view: &CgroupView, owner: &Owner) -> Vec<Check> {
             fix.clone(),
         )
     });
-    checks.push(if has("pids") {
-        Check::ok(
-            PIDS,
-            format!(
-                "pids.max under {}: at most {LAMBDA_PROCESSES} processes, as in Lambda",
-                dir.display()
-            ),
-        )
-    } else {
-        rlimit_only(why, fix)
-    });
+    checks.push(pids_line(view.processes, &dir, why, fix));
     checks
 }
 
 /// seccomp: the kernel must filter system calls (`Seccomp:` in `/proc/self/status`; `actions_avail`
 /// exists with CONFIG_SECCOMP_FILTER) for the default profile; `LAMINA_SECCOMP=unconfined` turns
 /// the profile off.
-pub fn seccomp(status: Option<&str>, actions: Option<&str>, setting: Option<&str>) -> Check {
-    // As invokes read it: unset, empty or `default` is the profile; anything else but
-    // `unconfined` stops them.
-    let setting = setting
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && *s != "default");
-    if let Some(other) = setting.filter(|s| *s != "unconfined") {
-        return Check::missing(
-            SECCOMP,
-            format!("LAMINA_SECCOMP={other} is not a seccomp mode"),
-            "unset LAMINA_SECCOMP (or set it to default or unconfined)",
-        )
-        .blocking();
-    }
-    let unconfined = setting == Some("unconfined");
+pub fn seccomp_check(status: Option<&str>, actions: Option<&str>, setting: Option<&str>) -> Check {
+    // As invokes read it (a value they refuse stops them).
+    let unconfined = match seccomp::Mode::from_env(setting) {
+        Ok(mode) => mode == seccomp::Mode::Unconfined,
+        Err(err) => return Check::missing_from(SECCOMP, &err).blocking(),
+    };
     let mode = status.and_then(|text| {
         text.lines()
             .find_map(|l| l.strip_prefix("Seccomp:"))
@@ -519,18 +502,19 @@ pub fn seccomp(status: Option<&str>, actions: Option<&str>, setting: Option<&str
     } else {
         ""
     };
-    match setting {
-        None => Check::ok(
+    if unconfined {
+        Check::warn(
+            SECCOMP,
+            format!("LAMINA_SECCOMP=unconfined: functions run without a system call filter{outer}"),
+            "unset LAMINA_SECCOMP",
+        )
+    } else {
+        Check::ok(
             SECCOMP,
             format!(
                 "the kernel filters system calls: functions get Docker's default profile{outer}"
             ),
-        ),
-        Some(_) => Check::warn(
-            SECCOMP,
-            format!("LAMINA_SECCOMP=unconfined: functions run without a system call filter{outer}"),
-            "unset LAMINA_SECCOMP",
-        ),
+        )
     }
 }
 
@@ -645,6 +629,7 @@ mod tests {
         root: &'a Path,
         names: &[&str],
         writable: &'a dyn Fn(&Path) -> bool,
+        processes: ProcessBound,
     ) -> CgroupView<'a> {
         CgroupView {
             version: Version::V1,
@@ -652,6 +637,7 @@ mod tests {
             hierarchies: names.iter().map(|n| root.join(n)).collect(),
             writable,
             swap_accounting: true,
+            processes,
         }
     }
 
@@ -663,26 +649,39 @@ mod tests {
     fn v1_as_root_needs_every_hierarchy_and_pids_for_a_process_limit() {
         let root = Path::new("/sys/fs/cgroup");
         let all = |_: &Path| true;
-        let checks = cgroups(&v1_view(root, &["cpu", "memory", "pids"], &all), None);
+        let checks = cgroups(
+            &v1_view(
+                root,
+                &["cpu", "memory", "pids"],
+                &all,
+                ProcessBound::PidsCgroup,
+            ),
+            None,
+        );
         assert_eq!(
             find(&checks, CGROUPS).detail,
             "v1, 3 hierarchies writable (cpu memory pids)"
         );
         assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:?}");
-        assert!(
-            find(&checks, PIDS)
-                .detail
-                .contains("at most 1,024 processes")
+        assert_eq!(
+            find(&checks, PIDS).detail,
+            "pids.max under /sys/fs/cgroup/pids: at most 1,024 processes, as in Lambda"
         );
         // No pids controller: root has no fallback at all.
-        let checks = cgroups(&v1_view(root, &["cpu", "memory"], &all), None);
+        let checks = cgroups(
+            &v1_view(root, &["cpu", "memory"], &all, ProcessBound::Unbounded),
+            None,
+        );
         let pids = find(&checks, PIDS);
         assert_eq!(pids.status, Status::Missing);
         assert!(!pids.blocks);
         assert!(pids.detail.contains("does not apply to uid 0"), "{pids:?}");
         // A read-only cgroupfs (a container): no sandbox can be made.
         let none = |_: &Path| false;
-        let checks = cgroups(&v1_view(root, &["cpu", "memory"], &none), None);
+        let checks = cgroups(
+            &v1_view(root, &["cpu", "memory"], &none, ProcessBound::Unbounded),
+            None,
+        );
         assert!(find(&checks, CGROUPS).blocks);
         assert!(
             find(&checks, CGROUPS)
@@ -699,7 +698,13 @@ mod tests {
             parent: "lamina-1001".into(),
         };
         let subtree = |p: &Path| p.ends_with("lamina-1001");
-        let checks = cgroups(&v1_view(root, &["memory", "pids"], &subtree), Some(&owner));
+        let view = v1_view(
+            root,
+            &["memory", "pids"],
+            &subtree,
+            ProcessBound::PidsCgroup,
+        );
+        let checks = cgroups(&view, Some(&owner));
         assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:?}");
         assert_eq!(
             find(&checks, MEMORY).detail,
@@ -708,7 +713,12 @@ mod tests {
         // The subtree in one hierarchy only: still blocked, and the fix is setup-rootless.
         let memory_only = |p: &Path| p.ends_with("memory/lamina-1001");
         let checks = cgroups(
-            &v1_view(root, &["memory", "pids"], &memory_only),
+            &v1_view(
+                root,
+                &["memory", "pids"],
+                &memory_only,
+                ProcessBound::RlimitNproc,
+            ),
             Some(&owner),
         );
         let cgroups_line = find(&checks, CGROUPS);
@@ -723,9 +733,19 @@ mod tests {
         );
         let pids = find(&checks, PIDS);
         assert_eq!(pids.status, Status::Warn);
-        assert!(pids.detail.contains("only RLIMIT_NPROC holds"), "{pids:?}");
+        assert_eq!(
+            pids.detail,
+            "/sys/fs/cgroup/pids/lamina-1001 is missing or not yours: only RLIMIT_NPROC holds (1,024 processes, counted per user, not per function)"
+        );
+        assert_eq!(
+            pids.fix.as_deref(),
+            Some("sudo lamina system setup-rootless --user alice")
+        );
         let none = |_: &Path| false;
-        let checks = cgroups(&v1_view(root, &["memory", "pids"], &none), Some(&owner));
+        let checks = cgroups(
+            &v1_view(root, &["memory", "pids"], &none, ProcessBound::RlimitNproc),
+            Some(&owner),
+        );
         let memory = find(&checks, MEMORY);
         assert_eq!(memory.status, Status::Missing);
         assert!(memory.detail.starts_with("unavailable"));
@@ -746,11 +766,22 @@ mod tests {
             hierarchies: Vec::new(),
             writable: &all,
             swap_accounting: false,
+            processes: ProcessBound::PidsCgroup,
         };
         let checks = cgroups(&view, None);
         assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:?}");
         std::fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
-        assert_eq!(find(&cgroups(&view, None), PIDS).status, Status::Missing);
+        let view = CgroupView {
+            processes: ProcessBound::Unbounded,
+            ..view
+        };
+        let checks = cgroups(&view, None);
+        assert_eq!(find(&checks, MEMORY).status, Status::Ok);
+        assert_eq!(find(&checks, PIDS).status, Status::Missing);
+        let view = CgroupView {
+            processes: ProcessBound::RlimitNproc,
+            ..view
+        };
 
         // Rootless: the sandboxes get what the user's subtree enables for its children.
         let owner = Owner {
@@ -781,31 +812,32 @@ mod tests {
     fn seccomp_needs_filters_unless_unconfined() {
         let status = "Name:\tlamina\nSeccomp:\t0\nSeccomp_filters:\t0\n";
         let actions = "kill_process kill_thread trap errno user_notif trace log allow\n";
-        let check = seccomp(Some(status), Some(actions), None);
+        let check = seccomp_check(Some(status), Some(actions), None);
         assert_eq!(check.status, Status::Ok);
         assert!(check.detail.contains("Docker's default profile"));
-        let check = seccomp(Some(status), Some(actions), Some("unconfined"));
+        let check = seccomp_check(Some(status), Some(actions), Some("unconfined"));
         assert_eq!(check.status, Status::Warn);
         assert_eq!(check.fix.as_deref(), Some("unset LAMINA_SECCOMP"));
         assert_eq!(
-            seccomp(Some(status), Some(actions), Some("default")).status,
+            seccomp_check(Some(status), Some(actions), Some("default")).status,
             Status::Ok
         );
-        let check = seccomp(Some(status), Some(actions), Some("strict"));
+        let check = seccomp_check(Some(status), Some(actions), Some("strict"));
         assert!(check.blocks);
         assert_eq!(check.detail, "LAMINA_SECCOMP=strict is not a seccomp mode");
-        let nested = seccomp(Some("Seccomp:\t2\n"), Some(actions), None);
+        assert_eq!(check.fix.as_deref(), Some("use `default` or `unconfined`"));
+        let nested = seccomp_check(Some("Seccomp:\t2\n"), Some(actions), None);
         assert!(
             nested
                 .detail
                 .contains("lamina itself runs under a seccomp filter")
         );
         // No filters in the kernel: blocked, unless the profile is turned off.
-        let check = seccomp(Some(status), None, None);
+        let check = seccomp_check(Some(status), None, None);
         assert!(check.blocks);
         assert!(check.fix.unwrap().contains("LAMINA_SECCOMP=unconfined"));
-        assert!(seccomp(Some("Name:\tx\n"), Some(actions), None).blocks);
-        let check = seccomp(Some(status), None, Some("unconfined"));
+        assert!(seccomp_check(Some("Name:\tx\n"), Some(actions), None).blocks);
+        let check = seccomp_check(Some(status), None, Some("unconfined"));
         assert_eq!(check.status, Status::Warn);
         assert!(!check.blocks);
     }
