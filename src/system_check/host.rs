@@ -44,9 +44,21 @@ pub fn tun(opened: std::io::Result<()>) -> Check {
         ),
         Err(err) => Check::missing(
             TUN,
-            format!("cannot be opened ({err}): --network private gives functions loopback only"),
+            format!(
+                "cannot be opened ({}): --network private gives functions loopback only",
+                without_errno(&err)
+            ),
             "as root: chmod 0666 /dev/net/tun",
         ),
+    }
+}
+
+/// `Permission denied`, without the ` (os error 13)` that `io::Error` adds.
+fn without_errno(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.split_once(" (os error ") {
+        Some((message, _)) => message.to_string(),
+        None => text,
     }
 }
 
@@ -224,6 +236,12 @@ mod tests {
         assert_eq!(tun(Ok(())).status, Status::Ok);
         let denied = tun(Err(std::io::Error::from_raw_os_error(libc::EACCES)));
         assert_eq!(denied.status, Status::Missing);
+        assert!(
+            denied
+                .detail
+                .starts_with("cannot be opened (Permission denied): "),
+            "{denied:?}"
+        );
         assert_eq!(
             denied.fix.as_deref(),
             Some("as root: chmod 0666 /dev/net/tun")
