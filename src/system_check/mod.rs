@@ -4,10 +4,12 @@
 //! meeting the problems one failed invoke at a time.
 //!
 //! The checks ask the same functions the invoke path asks (`sandbox::rootless`, `sandbox::idmap`,
-//! `sandbox::emulation`, `paths`), so the report cannot drift from what an invoke would do. The
-//! decisions are pure functions over what was read (`sandbox`, `host`), tested on fake trees; only
-//! `gather` touches the real system.
+//! `sandbox::confinement`, `sandbox::seccomp`, `sandbox::emulation`, `paths`, `sandbox::Paths`), so
+//! the report cannot drift from what an invoke would do. The decisions are pure functions over what
+//! was read (`sandbox`, `cgroups`, `host`), tested on fake trees; only `gather` touches the real
+//! system.
 
+mod cgroups;
 mod host;
 mod sandbox;
 
@@ -221,7 +223,7 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
     }
 
     let parent = crate::sandbox::cgroup_parent(env);
-    let view = sandbox::CgroupView {
+    let view = cgroups::CgroupView {
         version: cgroup::version(),
         root: Path::new("/sys/fs/cgroup"),
         hierarchies: rootless::v1_controllers(),
@@ -239,11 +241,11 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
         )
         .map_or(ProcessBound::RlimitNproc, |c| c.processes),
     };
-    let owner = rootless.then(|| sandbox::Owner {
+    let owner = rootless.then(|| cgroups::Owner {
         user: user.clone(),
         parent: parent.clone(),
     });
-    checks.extend(sandbox::cgroups(&view, owner.as_ref()));
+    checks.extend(cgroups::cgroups(&view, owner.as_ref()));
 
     checks.push(sandbox::seccomp_check(
         std::fs::read_to_string("/proc/self/status").ok().as_deref(),
