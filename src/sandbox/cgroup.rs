@@ -36,9 +36,15 @@ fn memory_dir(cgroups_path: &str) -> PathBuf {
     }
 }
 
+/// `cgroup.procs` of a sandbox's cgroup (in the memory hierarchy on v1: every process of the
+/// sandbox is in all of them).
+pub fn procs_file(cgroups_path: &str) -> PathBuf {
+    memory_dir(cgroups_path).join("cgroup.procs")
+}
+
 /// How many processes the sandbox's cgroup holds (`None` when it cannot be read).
 pub fn process_count(cgroups_path: &str) -> Option<usize> {
-    let procs = std::fs::read_to_string(memory_dir(cgroups_path).join("cgroup.procs")).ok()?;
+    let procs = std::fs::read_to_string(procs_file(cgroups_path)).ok()?;
     Some(procs.lines().filter(|l| !l.trim().is_empty()).count())
 }
 
@@ -74,6 +80,39 @@ pub fn remove_leaf(cgroups_path: &str) {
     let relative = cgroups_path.trim_start_matches('/');
     for root in roots() {
         let _ = std::fs::remove_dir(root.join(relative));
+    }
+}
+
+/// Removes the cgroup of a sandbox whose lamina is gone: SIGKILLs whatever is still in it, and
+/// retries for up to 2 s while the kernel lets go of processes that are still exiting (their
+/// directories cannot be removed before).
+pub fn remove_leftover(cgroups_path: &str) {
+    let relative = cgroups_path.trim_start_matches('/');
+    // A lamina killed while an older version froze the sandbox to kill it left it frozen: thaw.
+    if version() == Version::V1 {
+        let _ = std::fs::write(
+            PathBuf::from("/sys/fs/cgroup/freezer")
+                .join(relative)
+                .join("freezer.state"),
+            "THAWED",
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Ok(procs) = std::fs::read_to_string(procs_file(cgroups_path)) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        remove_leaf(cgroups_path);
+        let gone = roots().iter().all(|root| !root.join(relative).exists());
+        if gone || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod confinement;
+pub mod create_guard;
 pub mod emulation;
 pub mod fds;
 pub mod forward;
@@ -250,11 +251,11 @@ pub fn collect_garbage(env: &dyn Fn(&str) -> Option<String>) {
         tracing::debug!(%id, "removing the sandbox of a lamina that is gone");
         let paths = Paths::for_invoke(&id, env);
         if let Ok(mut container) = Container::load(paths.state_root.join(&id)) {
-            let _ = container.kill(Signal::SIGKILL, true);
+            let _ = container.kill(Signal::SIGKILL, false);
             let _ = container.delete(true);
         }
         let _ = std::fs::remove_dir_all(paths.state_root.join(&id));
-        cgroup::remove_leaf(&paths.cgroups_path);
+        cgroup::remove_leftover(&paths.cgroups_path);
         if rootless::Identity::current().is_none() {
             cgroup::remove_parent(&paths.cgroups_path);
         }
@@ -317,6 +318,9 @@ impl Sandbox {
         let create_error =
             |e: libcontainer::error::LibcontainerError| SandboxError::Create(format!("{e:?}"));
         let lamina = own_pidfd()?;
+        // Until `build` returns, a watcher kills what it started if lamina dies (see create_guard).
+        let guard =
+            create_guard::CreateGuard::start(&cgroup::procs_file(&inputs.cgroups_path), &lamina);
         let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_executor(DeathSignalExecutor {
                 lamina: std::os::fd::AsRawFd::as_raw_fd(&lamina),
@@ -332,6 +336,9 @@ impl Sandbox {
             .with_systemd(false)
             .with_detach(true)
             .build();
+        if let Some(guard) = guard {
+            guard.finish();
+        }
         drop(lamina);
         // libcontainer leaves the caller non-dumpable after creating namespaces; undo that.
         // SAFETY: prctl with PR_SET_DUMPABLE has no memory effects.
@@ -391,10 +398,13 @@ impl Sandbox {
             .map_err(|e| SandboxError::Start(format!("{e:?}")))
     }
 
-    /// SIGKILLs every process of the container.
+    /// SIGKILLs every process of the container: the init of its PID namespace, whose death makes
+    /// the kernel kill all the others. (libcontainer's kill-all freezes the cgroup, signals each
+    /// process and thaws it: a lamina killed in between would leave the sandbox frozen, with
+    /// processes that cannot die until something thaws them.)
     pub fn kill(&mut self) {
         if let Some(container) = self.container.as_mut()
-            && let Err(err) = container.kill(Signal::SIGKILL, true)
+            && let Err(err) = container.kill(Signal::SIGKILL, false)
         {
             tracing::debug!(?err, "kill");
         }
@@ -438,8 +448,16 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.kill();
-        // Reap the init so no zombie stays behind, then delete.
-        let _ = nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        // Reap the init (so no zombie stays behind, and so `destroy` finds the container stopped
+        // and has nothing left to kill), then delete.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while matches!(
+            nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Ok(nix::sys::wait::WaitStatus::StillAlive)
+        ) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         self.destroy();
     }
 }

@@ -1455,6 +1455,43 @@ fn test_sandbox_rootless_gives_the_same_results() {
     let confined: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_confined(&confined);
 
+    // kill -9 at any instant of a rootless invoke leaves no process of its sandbox running.
+    let started = Instant::now();
+    let out = as_user(&["Hello"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let whole = started.elapsed();
+    for step in 0..8 {
+        let mut child = as_user(&["Hello"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * step / 8);
+        // Kill lamina itself: the child of runuser (`env` execs it), not runuser.
+        let lamina = std::process::Command::new("pgrep")
+            .args(["-P", &child.id().to_string()])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&lamina.stdout).split_whitespace() {
+            std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .status()
+                .unwrap();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let survivors = survivors_under(&format!("lamina-{}", account.uid));
+        assert!(
+            survivors.is_empty(),
+            "rootless, killed after {:?}: left running {survivors:?}",
+            whole * step / 8
+        );
+    }
+
     // With a subordinate id range (and newuidmap), ids 1..N exist inside and a process may switch
     // to them; with the user only (LAMINA_ID_MAPPING=single), root is the only id.
     let ids = |mapping: &str| {
