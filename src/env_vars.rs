@@ -49,3 +49,6 @@ pub const LAMINA_CGROUP_PARENT: &str = "LAMINA_CGROUP_PARENT";
 pub const LAMINA_TIMINGS: &str = "LAMINA_TIMINGS";
 /// A host `aws-lambda-rie` binary for `--emulator rie` (mounted at /var/rapid/aws-lambda-rie).
 pub const LAMINA_RIE_PATH: &str = "LAMINA_RIE_PATH";
+/// The most bytes an image may unpack to (its uncompressed layers; default 10737418240, Lambda's
+/// 10 GB container-image limit).
+pub const LAMINA_MAX_IMAGE_BYTES: &str = "LAMINA_MAX_IMAGE_BYTES";
