@@ -128,7 +128,7 @@ fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-/// Creates `dir` (and missing parents) with mode 0700 for what lamina makes itself.
+/// Creates `dir` and its missing parents with mode 0700 (as the XDG base directories should be).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -149,13 +149,7 @@ impl Cache {
                 );
             }
             Ok(_) => {}
-            Err(_) => {
-                // The parents are ordinary directories (e.g. ~/.cache); only the root is private.
-                if let Some(parent) = root.parent() {
-                    fs::create_dir_all(parent).map_err(|e| ImageError::cache(parent, e))?;
-                }
-                create_private_dir(root).map_err(|e| ImageError::cache(root, e))?;
-            }
+            Err(_) => create_private_dir(root).map_err(|e| ImageError::cache(root, e))?,
         }
         for bucket in ["blobs-v1/sha256", ROOTFS_BUCKET, "refs-v1", "tmp", "locks"] {
             let dir = root.join(bucket);
@@ -311,6 +305,7 @@ impl Cache {
         let tmp = self.root.join("tmp");
         let dir = self
             .temp_builder()
+            .permissions(fs::Permissions::from_mode(0o700))
             .tempdir_in(&tmp)
             .map_err(|e| ImageError::cache(&tmp, e))?;
         Ok(Staging { dir: Some(dir) })

@@ -309,7 +309,10 @@ impl Registry {
         let mut config = Vec::new();
         let mut hasher = Sha256::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.error(error_chain(&e)))?;
+            let chunk = chunk.map_err(|e| match size.finish() {
+                Err(short) => self.limit(format!("{what} {short} (the download ended: {e})")),
+                Ok(()) => self.error(error_chain(&e)),
+            })?;
             size.pass(chunk.len())
                 .map_err(|e| self.limit(format!("{what} {e}")))?;
             hasher.update(&chunk);
@@ -357,7 +360,11 @@ impl Registry {
         }
         let mut hasher = Sha256::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.error(error_chain(&e)))?;
+            // A blob cut short fails oci-client's digest check at its end: the size says more.
+            let chunk = chunk.map_err(|e| match size.finish() {
+                Err(short) => size_error(format!("{short} (the download ended: {e})")),
+                Ok(()) => self.error(error_chain(&e)),
+            })?;
             size.pass(chunk.len()).map_err(size_error)?;
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(cache_err)?;
