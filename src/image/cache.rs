@@ -90,7 +90,7 @@ pub struct CachedImage {
 /// What the cache has for a manifest digest.
 #[derive(Debug)]
 pub enum Lookup {
-    Ready(CachedImage),
+    Ready(Box<CachedImage>),
     /// No entry at all.
     Absent,
     /// An entry that cannot be run, and why.
@@ -218,7 +218,7 @@ impl Cache {
     /// The unpacked image for a manifest digest, if it is completely there.
     pub fn load(&self, reference: &str, manifest_digest: &str) -> Option<CachedImage> {
         match self.lookup(reference, manifest_digest) {
-            Lookup::Ready(image) => Some(image),
+            Lookup::Ready(image) => Some(*image),
             Lookup::Absent | Lookup::Damaged(_) => None,
         }
     }
@@ -242,12 +242,12 @@ impl Cache {
         if let Err(reason) = targets::check(&rootfs) {
             return Lookup::Damaged(reason);
         }
-        Lookup::Ready(CachedImage {
+        Lookup::Ready(Box::new(CachedImage {
             reference: reference.to_string(),
             dir,
             rootfs,
             meta,
-        })
+        }))
     }
 
     /// Stores a small verified blob (a manifest or config) unless the cache has it.
@@ -457,8 +457,14 @@ impl Cache {
                                 .map_or(image.meta.created_at, |d| d.as_secs());
                             (image.meta.size, last_used, None)
                         }
-                        Lookup::Absent => (0, 0, Some("it is not unpacked".to_string())),
-                        Lookup::Damaged(reason) => (0, 0, Some(reason)),
+                        // Until it is unpacked again, its last pull stands for its last use, so
+                        // that `prune --older-than` does not take it for unused.
+                        Lookup::Absent => (
+                            0,
+                            reference.checked_at,
+                            Some("it is not unpacked".to_string()),
+                        ),
+                        Lookup::Damaged(reason) => (0, reference.checked_at, Some(reason)),
                     };
                 Listed {
                     reference: reference.reference,

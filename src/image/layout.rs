@@ -121,7 +121,7 @@ pub(super) fn ensure(
             let _lock = ctx.cache.lock_image(&canonical, &platform, ctx.reporter)?;
             // Another process may have unpacked it while we waited for the lock.
             match ctx.cache.lookup(&canonical, &resolved.manifest_digest) {
-                Lookup::Ready(found) => found,
+                Lookup::Ready(found) => *found,
                 state => {
                     if let Lookup::Damaged(reason) = state {
                         ctx.reporter.message(&format!(

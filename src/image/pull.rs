@@ -151,7 +151,7 @@ fn cached(
         return Ok(None);
     };
     match ctx.cache.lookup(&entry.reference, &entry.manifest_digest) {
-        Lookup::Ready(found) => Ok(Some((entry, found))),
+        Lookup::Ready(found) => Ok(Some((entry, *found))),
         _ if !repair => Ok(None),
         Lookup::Absent | Lookup::Damaged(_) => {
             Ok(

@@ -32,7 +32,7 @@ pub fn repair(
 ) -> Result<Option<CachedImage>, ImageError> {
     let _lock = cache.lock_image(&entry.reference, &entry.platform, reporter)?;
     let state = match cache.lookup(&entry.reference, &entry.manifest_digest) {
-        Lookup::Ready(found) => return Ok(Some(found)),
+        Lookup::Ready(found) => return Ok(Some(*found)),
         Lookup::Absent => "is not unpacked".to_string(),
         Lookup::Damaged(reason) => format!("is damaged: {reason}"),
     };

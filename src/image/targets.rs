@@ -83,8 +83,7 @@ pub fn check(rootfs: &Path) -> Result<(), String> {
         Err(err) => return Err(format!("the rootfs is missing ({err})")),
     }
     for (target, kind) in MOUNT_TARGETS {
-        let found =
-            resolve(rootfs, Path::new(target), false).and_then(|path| fs::symlink_metadata(path));
+        let found = resolve(rootfs, Path::new(target), false).and_then(fs::symlink_metadata);
         let ok = match (&found, kind) {
             (Ok(meta), Kind::Dir) => meta.is_dir(),
             (Ok(meta), Kind::File) => meta.is_file(),

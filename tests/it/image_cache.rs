@@ -166,11 +166,10 @@ fn test_image_cache_leftovers_of_dead_pulls_are_removed() {
     let Some(registry) = registry() else { return };
     let project = Project::empty();
     // A pull killed with -9 in the middle of its downloads.
-    let child = image(&project, &registry, &["pull", "python3.12"]).spawn();
+    let mut child = image(&project, &registry, &["pull", "python3.12"]).spawn();
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let _ = nix::sys::wait::waitpid(pid, None);
+    child.kill().unwrap();
+    child.wait().unwrap();
     let tmp = cache_dir(&project).join("tmp");
     let names = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)

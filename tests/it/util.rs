@@ -158,6 +158,7 @@ impl Run {
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
         // "5" resets this process's peak RSS to its current RSS (see `Outcome::peak_rss_kib`).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
+        #[allow(clippy::zombie_processes)] // reaped by `wait4` below, for its rusage
         let mut child = self.command.spawn().expect("lamina runs");
         if let Some(data) = self.stdin.take() {
             child.stdin.take().unwrap().write_all(&data).unwrap();
