@@ -79,6 +79,33 @@ impl Privilege {
     }
 }
 
+/// A directory's mode and mtime from its tar entry, applied by `finish`.
+struct DirRecord {
+    /// Relative to the root.
+    path: Box<[u8]>,
+    mtime: i64,
+    mode: u32,
+    depth: u16,
+}
+
+impl DirRecord {
+    fn new(relative: &Path, mode: u32, mtime: i64) -> DirRecord {
+        let path: Box<[u8]> = relative.as_os_str().as_bytes().into();
+        let depth = path.iter().filter(|b| **b == b'/').count() + 1;
+        DirRecord {
+            path,
+            mtime,
+            mode,
+            depth: u16::try_from(depth).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The memory it takes: the record, its path and the allocator's share.
+    fn cost(&self) -> u64 {
+        (std::mem::size_of::<DirRecord>() + 16 + self.path.len()) as u64
+    }
+}
+
 /// What a `.wh.`-prefixed name asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Whiteout<'a> {
@@ -110,9 +137,8 @@ pub struct Unpacker {
     root: PathBuf,
     privilege: Privilege,
     budget: Rc<Budget>,
-    /// Directories (relative to the root) whose final mode/mtime must be applied last (they may be
-    /// read-only).
-    directories: Vec<(Box<Path>, u32, FileTime)>,
+    /// Directories whose final mode/mtime must be applied last (they may be read-only).
+    directories: Vec<DirRecord>,
     /// Device nodes skipped (hashes of their paths), so that hardlinks to them are skipped too.
     skipped_devices: HashSet<u64>,
     /// Hashes paths for the sets above: 8 bytes an entry instead of the path, with keys of this
@@ -219,7 +245,7 @@ impl Unpacker {
         created.insert(self.key(&dest_rel));
         let header = entry.header().clone();
         let mode = header.mode().map_err(io_err)? & 0o7777;
-        let mtime = FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        let mtime = header.mtime().unwrap_or(0) as i64;
         match header.entry_type() {
             EntryType::Directory => {
                 match fs::symlink_metadata(&dest) {
@@ -232,8 +258,9 @@ impl Unpacker {
                 }
                 self.chown(&dest, &header).map_err(io_err)?;
                 self.xattrs(entry, &dest);
-                self.directories
-                    .push((dest_rel.into_boxed_path(), mode, mtime));
+                let record = DirRecord::new(&dest_rel, mode, mtime);
+                self.budget.charge_memory(record.cost()).map_err(limit)?;
+                self.directories.push(record);
             }
             EntryType::Regular | EntryType::Continuous => {
                 remove_any(&dest).map_err(io_err)?;
@@ -250,6 +277,7 @@ impl Unpacker {
                 self.xattrs(entry, &dest);
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode & !SET_ID))
                     .map_err(io_err)?;
+                let mtime = FileTime::from_unix_time(mtime, 0);
                 filetime::set_file_times(&dest, mtime, mtime).map_err(io_err)?;
             }
             EntryType::Symlink => {
@@ -259,6 +287,7 @@ impl Unpacker {
                 remove_any(&dest).map_err(io_err)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dest).map_err(io_err)?;
                 self.lchown(&dest, &header).map_err(io_err)?;
+                let mtime = FileTime::from_unix_time(mtime, 0);
                 filetime::set_symlink_file_times(&dest, mtime, mtime).map_err(io_err)?;
             }
             EntryType::Link => {
@@ -309,18 +338,21 @@ impl Unpacker {
 
     /// Sets directory modes and times, deepest first, once every layer is applied.
     pub fn finish(mut self) -> Result<(), LayerError> {
+        // Stable: of two records of one directory (two layers), the later one is applied last.
         self.directories
-            .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-        for (relative, mode, mtime) in &self.directories {
-            let path = self.root.join(relative);
+            .sort_by_key(|record| std::cmp::Reverse(record.depth));
+        for record in &self.directories {
+            let path = self.root.join(OsStr::from_bytes(&record.path));
             if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                 let shown = path.display().to_string();
                 let io_err = |source| LayerError::Io {
                     path: shown.clone(),
                     source,
                 };
-                fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).map_err(io_err)?;
-                filetime::set_file_times(&path, *mtime, *mtime).map_err(io_err)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(record.mode))
+                    .map_err(io_err)?;
+                let mtime = FileTime::from_unix_time(record.mtime, 0);
+                filetime::set_file_times(&path, mtime, mtime).map_err(io_err)?;
             }
         }
         Ok(())
@@ -804,6 +836,28 @@ mod tests {
         // Directories made for an entry's path count too.
         let deep = Tar::new().file("a/b/c/d/e/f/g/h/i/j/k/l", 0o644, b"");
         assert!(unpack(&root, &[deep.bytes()], limits).is_err());
+
+        // Directories with long names, each remembered until the last layer is applied.
+        let (_dir, root) = rootfs();
+        let names: Vec<String> = (0..100).map(|i| format!("{i:0>90}/")).collect();
+        let layer = Tar::new();
+        let layer = names.iter().fold(layer, |tar, name| tar.dir(name));
+        let limits = Limits {
+            max_tracked_bytes: 10_000,
+            ..Limits::default()
+        };
+        let err = unpack(&root, &[layer.bytes()], limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayerError::Limit {
+                    limit: Exceeded::TrackedBytes { limit: 10_000 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("too long names"), "{err}");
 
         // A PAX header the tar crate would read into memory whole, however long.
         let (_dir, root) = rootfs();

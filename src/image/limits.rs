@@ -28,12 +28,17 @@ pub const MAX_METADATA_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_ENTRIES: u64 = 1_000_000;
 /// PAX records and GNU long names before one tar entry (a path is at most 4 KiB, xattrs a few).
 pub const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+/// Memory for what the unpacker remembers of the directories it made (their paths, modes and
+/// times, applied after the last layer): with [`MAX_ENTRIES`], what bounds the unpack's memory
+/// whatever the names' lengths. Real images need a few MiB.
+pub const MAX_TRACKED_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The limits one unpack works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_image_bytes: u64,
     pub max_entries: u64,
+    pub max_tracked_bytes: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
         Limits {
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
             max_entries: MAX_ENTRIES,
+            max_tracked_bytes: MAX_TRACKED_BYTES,
         }
     }
 }
@@ -85,6 +91,10 @@ pub enum Exceeded {
     Entries { limit: u64 },
     #[error("more than {limit} bytes of tar metadata before one entry (lamina's limit)")]
     HeaderBytes { limit: u64 },
+    #[error(
+        "the image's directories take more than {limit} bytes to keep track of while unpacking (lamina's limit: too many, or too long names)"
+    )]
+    TrackedBytes { limit: u64 },
 }
 
 /// What the layers of one image have used of its limits. Shared (`Rc`) between the unpacker and
@@ -95,6 +105,7 @@ pub struct Budget {
     limits: Limits,
     bytes: Cell<u64>,
     entries: Cell<u64>,
+    tracked: Cell<u64>,
     /// Bytes read since the current entry's content was finished: headers and their extensions.
     header_bytes: Cell<u64>,
     in_content: Cell<bool>,
@@ -107,6 +118,7 @@ impl Budget {
             limits,
             bytes: Cell::new(0),
             entries: Cell::new(0),
+            tracked: Cell::new(0),
             header_bytes: Cell::new(0),
             in_content: Cell::new(false),
             exceeded: Cell::new(None),
@@ -137,6 +149,18 @@ impl Budget {
         if entries > self.limits.max_entries {
             return Err(self.fail(Exceeded::Entries {
                 limit: self.limits.max_entries,
+            }));
+        }
+        Ok(())
+    }
+
+    /// `bytes` more of memory to remember a directory by.
+    pub fn charge_memory(&self, bytes: u64) -> Result<(), Exceeded> {
+        let tracked = self.tracked.get().saturating_add(bytes);
+        self.tracked.set(tracked);
+        if tracked > self.limits.max_tracked_bytes {
+            return Err(self.fail(Exceeded::TrackedBytes {
+                limit: self.limits.max_tracked_bytes,
             }));
         }
         Ok(())
@@ -259,6 +283,7 @@ mod tests {
         let budget = Budget::new(Limits {
             max_image_bytes: 3 * 1024 * 1024,
             max_entries: 2,
+            ..Limits::default()
         });
         // Headers: more than MAX_HEADER_BYTES without an entry's content in between.
         let mut headers = Metered::new(io::repeat(0).take(2 * MAX_HEADER_BYTES), budget.clone());
@@ -274,6 +299,7 @@ mod tests {
         let budget = Budget::new(Limits {
             max_image_bytes: 3 * 1024 * 1024,
             max_entries: 2,
+            ..Limits::default()
         });
         budget.content_started();
         let mut content = Metered::new(io::repeat(0).take(2 * 1024 * 1024), budget.clone());
