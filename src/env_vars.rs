@@ -52,3 +52,6 @@ pub const LAMINA_RIE_PATH: &str = "LAMINA_RIE_PATH";
 /// `unconfined` runs functions without the seccomp filter (like Docker's
 /// `--security-opt seccomp=unconfined`); unset or `default` applies Docker's default profile.
 pub const LAMINA_SECCOMP: &str = "LAMINA_SECCOMP";
+/// The most bytes an image may unpack to (its uncompressed layers; default 10737418240, Lambda's
+/// 10 GB container-image limit).
+pub const LAMINA_MAX_IMAGE_BYTES: &str = "LAMINA_MAX_IMAGE_BYTES";

@@ -106,6 +106,7 @@ fn execute(command: ImageCommand, env: &dyn Fn(&str) -> Option<String>) -> Resul
             );
         }
         ImageCommand::Ls { json } => {
+            repair_damaged(&cache, env)?;
             let rows = cache.list();
             if json {
                 for row in rows {
@@ -117,13 +118,16 @@ fn execute(command: ImageCommand, env: &dyn Fn(&str) -> Option<String>) -> Resul
                     "REFERENCE", "PLATFORM", "DIGEST", "SIZE"
                 );
                 for row in rows {
+                    let last_used = match &row.damaged {
+                        Some(reason) => format!("damaged ({reason}): pulled again on next use"),
+                        None => human_age(crate::image::cache::now().saturating_sub(row.last_used)),
+                    };
                     println!(
-                        "{:<50} {:<12} {:<14} {:>10}  {}",
+                        "{:<50} {:<12} {:<14} {:>10}  {last_used}",
                         row.reference,
                         row.platform,
                         short_digest(&row.manifest_digest),
                         human_size(row.size),
-                        human_age(crate::image::cache::now().saturating_sub(row.last_used))
                     );
                 }
             }
@@ -182,6 +186,25 @@ fn execute(command: ImageCommand, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 println!("removed {} {}", row.reference, row.platform);
             }
             eprintln!("{} image(s) removed", removed.len());
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks again, from the blob cache, every image whose entry is damaged or missing, so that `ls`
+/// shows the cache as an invoke will find it; what cannot be repaired offline is listed as damaged.
+fn repair_damaged(cache: &Cache, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ImageError> {
+    let limits = crate::image::limits::Limits::from_env(env)?;
+    let reporter = ProgressReporter::new();
+    for entry in cache.refs() {
+        if !matches!(
+            cache.lookup(&entry.reference, &entry.manifest_digest),
+            crate::image::cache::Lookup::Ready(_)
+        ) {
+            // An image that cannot be unpacked again is listed as damaged, not an error of `ls`.
+            if let Err(err) = crate::image::repair::repair(cache, &entry, &limits, &reporter) {
+                crate::image::Reporter::message(&reporter, &err.to_string());
+            }
         }
     }
     Ok(())

@@ -24,7 +24,8 @@ use oci_client::manifest::{
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::cache::{Cache, CachedImage};
+use super::cache::{Cache, CachedImage, Lookup};
+use super::limits::{self, DeclaredSize, Limits, MAX_METADATA_BYTES};
 use super::pull::{self, PullContext};
 use super::registry::{self, Resolved};
 use super::{ImageError, ImageRef, Reporter, platform_name};
@@ -108,6 +109,7 @@ pub(super) fn ensure(
     image: &ImageRef,
     layout: &LayoutRef,
     arch: Architecture,
+    limits: &Limits,
 ) -> Result<CachedImage> {
     let source = Layout::open(layout)?;
     let resolved = source.resolve(layout.tag.as_deref(), arch)?;
@@ -115,15 +117,20 @@ pub(super) fn ensure(
     let found = match ctx.cache.load(&canonical, &resolved.manifest_digest) {
         Some(found) => found,
         None => {
-            let _lock = ctx.cache.lock(
-                &format!("{canonical} {}", platform_name(arch)),
-                &canonical,
-                ctx.reporter,
-            )?;
+            let platform = platform_name(arch);
+            let _lock = ctx.cache.lock_image(&canonical, &platform, ctx.reporter)?;
             // Another process may have unpacked it while we waited for the lock.
-            match ctx.cache.load(&canonical, &resolved.manifest_digest) {
-                Some(found) => found,
-                None => source.unpack(ctx.cache, &resolved, arch, ctx.reporter)?,
+            match ctx.cache.lookup(&canonical, &resolved.manifest_digest) {
+                Lookup::Ready(found) => *found,
+                state => {
+                    if let Lookup::Damaged(reason) = state {
+                        ctx.reporter.message(&format!(
+                            "cached image {canonical} ({platform}) is damaged: {reason}; unpacking it again"
+                        ));
+                    }
+                    ctx.cache.clean_stale_temporaries();
+                    source.unpack(ctx.cache, &resolved, &platform, limits, ctx.reporter)?
+                }
             }
         }
     };
@@ -195,8 +202,17 @@ impl Layout {
     /// The manifest `index.json` names for `tag` (or its only image), followed to `arch`.
     fn resolve(&self, tag: Option<&str>, arch: Architecture) -> Result<Resolved> {
         let index_path = self.dir.join("index.json");
-        let bytes = std::fs::read(&index_path)
-            .map_err(|e| self.error(format!("cannot read {}: {e}", index_path.display())))?;
+        let read_error =
+            |e: io::Error| self.error(format!("cannot read {}: {e}", index_path.display()));
+        let mut file = std::fs::File::open(&index_path).map_err(read_error)?;
+        let bytes = limits::read_capped(&mut file, MAX_METADATA_BYTES)
+            .map_err(read_error)?
+            .map_err(|cap| {
+                self.error(format!(
+                    "{} is larger than {cap} bytes (lamina's limit for manifests and configs)",
+                    index_path.display()
+                ))
+            })?;
         let index: OciImageIndex = self.parse(&index_path, &bytes)?;
         let mut tags: Vec<&str> = Vec::new();
         for name in index.manifests.iter().filter_map(ref_name) {
@@ -240,7 +256,7 @@ impl Layout {
             many => registry::choose_platform(many, arch, &self.reference)?,
         };
         let (entry, index_digest) = if is_index(&entry.media_type) {
-            let nested: OciImageIndex = self.parse_blob(&entry.digest)?;
+            let nested: OciImageIndex = self.parse_blob(&entry.digest, entry.size)?;
             let entries: Vec<&ImageIndexEntry> = nested.manifests.iter().collect();
             let chosen = registry::choose_platform(&entries, arch, &self.reference)?;
             (chosen.clone(), Some(entry.digest.clone()))
@@ -256,14 +272,17 @@ impl Layout {
                 entry.digest, entry.media_type
             )));
         }
-        let manifest: OciImageManifest = self.parse_blob(&entry.digest)?;
-        let config = self.read_blob(&manifest.config.digest)?;
+        let manifest_bytes = self.read_blob(&entry.digest, entry.size)?;
+        let manifest: OciImageManifest =
+            self.parse(&self.blob_path(&entry.digest)?, &manifest_bytes)?;
+        let config = self.read_blob(&manifest.config.digest, manifest.config.size)?;
         registry::check_architecture(&config, arch, &self.reference)?;
         Ok(Resolved {
             manifest,
             manifest_digest: entry.digest,
             index_digest,
             config,
+            manifest_bytes,
         })
     }
 
@@ -311,18 +330,36 @@ impl Layout {
         }
     }
 
-    /// A small blob (index, manifest, config), read whole and verified.
-    fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+    /// A small blob (index, manifest, config) of `declared` bytes, read whole (at most
+    /// `MAX_METADATA_BYTES`) and verified.
+    fn read_blob(&self, digest: &str, declared: i64) -> Result<Vec<u8>> {
         let (path, mut file) = self.open_blob(digest)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?;
+        let size_error = |e: String| ImageError::Limit {
+            reference: self.reference.clone(),
+            message: format!("blob {digest} ({}) {e}", path.display()),
+        };
+        let mut size = DeclaredSize::new(declared).map_err(size_error)?;
+        let cap = MAX_METADATA_BYTES.min(size.declared());
+        let bytes = limits::read_capped(&mut file, cap)
+            .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?
+            .map_err(|_| {
+                size_error(if cap < MAX_METADATA_BYTES {
+                    format!("is larger than the {cap} bytes its descriptor declares")
+                } else {
+                    format!(
+                        "is larger than {MAX_METADATA_BYTES} bytes (lamina's limit for manifests and configs)"
+                    )
+                })
+            })?;
+        size.pass(bytes.len())
+            .and_then(|()| size.finish())
+            .map_err(size_error)?;
         self.verify(&path, digest, &sha256_digest(&bytes))?;
         Ok(bytes)
     }
 
-    fn parse_blob<T: DeserializeOwned>(&self, digest: &str) -> Result<T> {
-        let bytes = self.read_blob(digest)?;
+    fn parse_blob<T: DeserializeOwned>(&self, digest: &str, declared: i64) -> Result<T> {
+        let bytes = self.read_blob(digest, declared)?;
         self.parse(&self.blob_path(digest)?, &bytes)
     }
 
@@ -337,30 +374,35 @@ impl Layout {
         )))
     }
 
-    /// Puts the layers into the blob cache, then unpacks and publishes the image.
+    /// Puts the layers, manifest and config into the blob cache, then unpacks and publishes the
+    /// image.
     fn unpack(
         &self,
         cache: &Cache,
         resolved: &Resolved,
-        arch: Architecture,
+        platform: &str,
+        limits: &Limits,
         reporter: &dyn Reporter,
     ) -> Result<CachedImage> {
+        pull::check_declared_total(&self.reference, resolved, limits)?;
         self.import_layers(cache, resolved, reporter)?;
-        match pull::unpack(cache, &self.reference, arch, resolved) {
+        cache.store_blob(&resolved.manifest_digest, &resolved.manifest_bytes)?;
+        cache.store_blob(&resolved.manifest.config.digest, &resolved.config)?;
+        match pull::unpack(cache, &self.reference, platform, resolved, limits) {
             // A blob the cache already had went bad on disk; unpack deleted it.
             Err(ImageError::Digest { digest, .. }) => {
                 reporter.message(&format!(
                     "cached blob {digest} was corrupted; taking it from the layout again"
                 ));
                 self.import_layers(cache, resolved, reporter)?;
-                pull::unpack(cache, &self.reference, arch, resolved)
+                pull::unpack(cache, &self.reference, platform, resolved, limits)
             }
             other => other,
         }
     }
 
-    /// Hard-links (or copies) each layer the blob cache lacks into it, checking its digest on the
-    /// way; a blob that fails the check leaves nothing in the cache.
+    /// Hard-links (or copies) each layer the blob cache lacks into it, checking its digest and its
+    /// declared size on the way; a blob that fails a check leaves nothing in the cache.
     fn import_layers(
         &self,
         cache: &Cache,
@@ -369,36 +411,41 @@ impl Layout {
     ) -> Result<()> {
         let tmp_dir = cache.root().join("tmp");
         // Named like staging, so the leftovers of a killed import are cleaned up.
-        let prefix = format!("pull-{}-", std::process::id());
-        let mut temp = tempfile::Builder::new();
-        temp.prefix(&prefix);
+        let temp = cache.temp_builder();
         for layer in &resolved.manifest.layers {
             let dest = cache.blob_path(&layer.digest);
             if dest.is_file() {
                 continue;
             }
             let (source, mut file) = self.open_blob(&layer.digest)?;
-            reporter.blob_started(&layer.digest, u64::try_from(layer.size).unwrap_or(0));
-            let progress = |bytes| reporter.blob_progress(&layer.digest, bytes);
-            let cache_error = |e: io::Error| {
-                ImageError::cache(&tmp_dir, format!("copying {}: {e}", source.display()))
+            let size_error = |e: String| ImageError::Limit {
+                reference: self.reference.clone(),
+                message: format!("layer {} ({}) {e}", layer.digest, source.display()),
             };
-            let (tmp, actual) =
-                match temp.make_in(&tmp_dir, |path| std::fs::hard_link(&source, path)) {
-                    Ok(linked) => {
-                        let actual = copy_hashed(&mut file, &mut io::sink(), &progress)
-                            .map_err(cache_error)?;
-                        (linked.into_temp_path(), actual)
-                    }
-                    // Another file system, or a file we may not link (fs.protected_hardlinks).
-                    Err(_) => {
-                        let mut copy = temp.tempfile_in(&tmp_dir).map_err(cache_error)?;
-                        let actual = copy_hashed(&mut file, copy.as_file_mut(), &progress)
-                            .map_err(cache_error)?;
-                        copy.as_file().sync_all().map_err(cache_error)?;
-                        (copy.into_temp_path(), actual)
-                    }
-                };
+            let mut size = DeclaredSize::new(layer.size).map_err(size_error)?;
+            reporter.blob_started(&layer.digest, size.declared());
+            let progress = |bytes| reporter.blob_progress(&layer.digest, bytes);
+            let copy_error = |e: io::Error| match e.downcast::<SizeError>() {
+                Ok(SizeError(message)) => size_error(message),
+                Err(e) => ImageError::cache(&tmp_dir, format!("copying {}: {e}", source.display())),
+            };
+            let (tmp, actual) = match temp
+                .make_in(&tmp_dir, |path| std::fs::hard_link(&source, path))
+            {
+                Ok(linked) => {
+                    let actual = copy_hashed(&mut file, &mut io::sink(), &mut size, &progress)
+                        .map_err(copy_error)?;
+                    (linked.into_temp_path(), actual)
+                }
+                // Another file system, or a file we may not link (fs.protected_hardlinks).
+                Err(_) => {
+                    let mut copy = temp.tempfile_in(&tmp_dir).map_err(copy_error)?;
+                    let actual = copy_hashed(&mut file, copy.as_file_mut(), &mut size, &progress)
+                        .map_err(copy_error)?;
+                    copy.as_file().sync_all().map_err(copy_error)?;
+                    (copy.into_temp_path(), actual)
+                }
+            };
             self.verify(&source, &layer.digest, &actual)?;
             tmp.persist(&dest)
                 .map_err(|e| ImageError::cache(&dest, e.error))?;
@@ -424,10 +471,24 @@ fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Copies `from` into `to`, returning the digest of what passed (`sha256:<hex>`).
+/// A blob that is not of its declared size, carried through `io::Error`.
+#[derive(Debug)]
+struct SizeError(String);
+
+impl std::fmt::Display for SizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SizeError {}
+
+/// Copies `from` into `to`, checking the bytes against `size` as they pass; returns the digest of
+/// what passed (`sha256:<hex>`).
 fn copy_hashed(
     from: &mut impl Read,
     to: &mut impl Write,
+    size: &mut DeclaredSize,
     progress: &dyn Fn(u64),
 ) -> io::Result<String> {
     let mut hasher = Sha256::new();
@@ -439,10 +500,12 @@ fn copy_hashed(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
+        size.pass(n).map_err(|e| io::Error::other(SizeError(e)))?;
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])?;
         progress(n as u64);
     }
+    size.finish().map_err(|e| io::Error::other(SizeError(e)))?;
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
@@ -486,17 +549,15 @@ mod tests {
 
         /// An image for `arch` with one layer (`name` makes it unique); returns the manifest digest.
         fn image(&self, arch: &str, name: &str) -> String {
-            let config = self.blob(
-                json!({"architecture": arch, "os": "linux"})
-                    .to_string()
-                    .as_bytes(),
-            );
-            let layer = self.blob(format!("layer of {name} for {arch}").as_bytes());
+            let config_bytes = json!({"architecture": arch, "os": "linux"}).to_string();
+            let config = self.blob(config_bytes.as_bytes());
+            let layer_bytes = format!("layer of {name} for {arch}");
+            let layer = self.blob(layer_bytes.as_bytes());
             let manifest = json!({
                 "schemaVersion": 2,
                 "mediaType": MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 1}],
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_bytes.len()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_bytes.len()}],
             });
             self.blob(manifest.to_string().as_bytes())
         }
@@ -523,8 +584,28 @@ mod tests {
         }
     }
 
-    fn entry(media_type: &str, digest: &str, tag: Option<&str>, arch: Option<&str>) -> Value {
-        let mut entry = json!({"mediaType": media_type, "digest": digest, "size": 1});
+    impl Fixture {
+        /// An index entry for the blob `digest`, with its size.
+        fn entry(
+            &self,
+            media_type: &str,
+            digest: &str,
+            tag: Option<&str>,
+            arch: Option<&str>,
+        ) -> Value {
+            let size = std::fs::metadata(self.blob_file(digest)).map_or(1, |m| m.len());
+            entry_of(media_type, digest, size, tag, arch)
+        }
+    }
+
+    fn entry_of(
+        media_type: &str,
+        digest: &str,
+        size: u64,
+        tag: Option<&str>,
+        arch: Option<&str>,
+    ) -> Value {
+        let mut entry = json!({"mediaType": media_type, "digest": digest, "size": size});
         if let Some(tag) = tag {
             entry["annotations"] = json!({REF_NAME: tag});
         }
@@ -603,8 +684,8 @@ mod tests {
         let layout = Fixture::new();
         let (a, b) = (layout.image("amd64", "a"), layout.image("amd64", "b"));
         layout.index(&[
-            entry(MANIFEST, &a, Some("a"), None),
-            entry(MANIFEST, &b, Some("b"), None),
+            layout.entry(MANIFEST, &a, Some("a"), None),
+            layout.entry(MANIFEST, &b, Some("b"), None),
         ]);
         assert_ne!(a, b);
         let resolved = layout.resolve(Some("b"), Architecture::X86_64).unwrap();
@@ -623,7 +704,7 @@ mod tests {
             "{err}"
         );
         // The only image needs no tag.
-        layout.index(&[entry(MANIFEST, &a, None, None)]);
+        layout.index(&[layout.entry(MANIFEST, &a, None, None)]);
         assert_eq!(
             layout
                 .resolve(None, Architecture::X86_64)
@@ -640,18 +721,18 @@ mod tests {
         let layout = Fixture::new();
         let (amd, arm) = (layout.image("amd64", "x"), layout.image("arm64", "x"));
         let both = layout.nested_index(&[
-            entry(MANIFEST, &amd, None, Some("amd64")),
-            entry(MANIFEST, &arm, None, Some("arm64")),
+            layout.entry(MANIFEST, &amd, None, Some("amd64")),
+            layout.entry(MANIFEST, &arm, None, Some("arm64")),
         ]);
-        layout.index(&[entry(OCI_IMAGE_INDEX_MEDIA_TYPE, &both, Some("1"), None)]);
+        layout.index(&[layout.entry(OCI_IMAGE_INDEX_MEDIA_TYPE, &both, Some("1"), None)]);
         for (arch, digest) in [(Architecture::X86_64, &amd), (Architecture::Arm64, &arm)] {
             let resolved = layout.resolve(Some("1"), arch).unwrap();
             assert_eq!(&resolved.manifest_digest, digest);
             assert_eq!(resolved.index_digest.as_deref(), Some(both.as_str()));
         }
         // The registry's message when the index lacks the platform.
-        let amd_only = layout.nested_index(&[entry(MANIFEST, &amd, None, Some("amd64"))]);
-        layout.index(&[entry(OCI_IMAGE_INDEX_MEDIA_TYPE, &amd_only, None, None)]);
+        let amd_only = layout.nested_index(&[layout.entry(MANIFEST, &amd, None, Some("amd64"))]);
+        layout.index(&[layout.entry(OCI_IMAGE_INDEX_MEDIA_TYPE, &amd_only, None, None)]);
         let err = message(layout.resolve(None, Architecture::Arm64));
         assert!(
             err.ends_with("` has no image for linux/arm64; it has: linux/amd64"),
@@ -659,13 +740,13 @@ mod tests {
         );
         // Several entries under one tag in index.json itself.
         layout.index(&[
-            entry(MANIFEST, &amd, Some("1"), Some("amd64")),
-            entry(MANIFEST, &arm, Some("1"), Some("arm64")),
+            layout.entry(MANIFEST, &amd, Some("1"), Some("amd64")),
+            layout.entry(MANIFEST, &arm, Some("1"), Some("arm64")),
         ]);
         let resolved = layout.resolve(Some("1"), Architecture::Arm64).unwrap();
         assert_eq!(resolved.manifest_digest, arm);
         // A single manifest is checked against its config.
-        layout.index(&[entry(MANIFEST, &amd, None, None)]);
+        layout.index(&[layout.entry(MANIFEST, &amd, None, None)]);
         let err = message(layout.resolve(None, Architecture::Arm64));
         assert!(
             err.contains("has no image for linux/arm64; it has: linux/amd64"),
@@ -687,7 +768,7 @@ mod tests {
 
         let layout = Fixture::new();
         let image = layout.image("amd64", "x");
-        layout.index(&[entry(MANIFEST, &image, Some("1"), None)]);
+        layout.index(&[layout.entry(MANIFEST, &image, Some("1"), None)]);
         std::fs::write(
             layout.dir.path().join("oci-layout"),
             r#"{"imageLayoutVersion": "2.0.0"}"#,
@@ -706,10 +787,10 @@ mod tests {
         let image = layout.image("amd64", "x");
 
         // A digest that would name a file outside blobs/ is refused before any file is opened.
-        layout.index(&[entry(MANIFEST, "sha256:../../../../etc/passwd", None, None)]);
+        layout.index(&[layout.entry(MANIFEST, "sha256:../../../../etc/passwd", None, None)]);
         assert!(message(layout.resolve(None, Architecture::X86_64)).contains("unsupported digest"));
 
-        layout.index(&[entry(MANIFEST, &image, None, None)]);
+        layout.index(&[layout.entry(MANIFEST, &image, None, None)]);
         let file = layout.blob_file(&image);
         let good = std::fs::read(&file).unwrap();
         let mut bad = good.clone();
@@ -735,7 +816,7 @@ mod tests {
     fn test_layout_import_verifies_each_layer() {
         let layout = Fixture::new();
         let image = layout.image("amd64", "x");
-        layout.index(&[entry(MANIFEST, &image, None, None)]);
+        layout.index(&[layout.entry(MANIFEST, &image, None, None)]);
         let cache_dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(cache_dir.path()).unwrap();
         let opened = Layout::open(&layout.reference(None)).unwrap();
@@ -744,9 +825,30 @@ mod tests {
 
         let file = layout.blob_file(digest);
         let good = std::fs::read(&file).unwrap();
-        std::fs::write(&file, b"tampered").unwrap();
+        let mut flipped = good.clone();
+        flipped[0] ^= 1;
+        std::fs::write(&file, &flipped).unwrap();
         let err = message(opened.import_layers(&cache, &resolved, &super::super::QuietReporter));
         assert!(err.contains("is corrupt"), "{err}");
+        // Longer or shorter than its descriptor says: refused as it is read.
+        for (bytes, says) in [
+            (
+                &good[..good.len() - 1],
+                "has 19 bytes, but its descriptor declares 20",
+            ),
+            (
+                &[&good[..], b"x"].concat()[..],
+                "is larger than the 20 bytes its descriptor declares",
+            ),
+        ] {
+            std::fs::write(&file, bytes).unwrap();
+            let err =
+                message(opened.import_layers(&cache, &resolved, &super::super::QuietReporter));
+            assert!(
+                err.contains(&format!("layer {digest} ({}) {says}", file.display())),
+                "{err}"
+            );
+        }
         assert!(
             !cache.blob_path(digest).exists(),
             "a bad blob entered the cache"

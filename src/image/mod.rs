@@ -6,16 +6,22 @@
 //! - `registry`: talking to a registry (oci-client): manifests, platform choice, verified blobs;
 //! - `layout`: the same from an OCI image-layout directory (`oci:PATH[:TAG]`);
 //! - `layer`: applying layer tars to a rootfs safely;
+//! - `limits`: what an image may make lamina read, hold in memory and write;
+//! - `targets`: the sandbox's mount points, made in every rootfs before it is published;
 //! - `cache`: the on-disk layout, locks and atomic publication;
+//! - `repair`: unpacking a damaged cache entry again from its blobs;
 //! - `pull`: the policy: when to ask the registry, when the cache is enough.
 
 pub mod auth;
 pub mod cache;
 pub mod layer;
 pub mod layout;
+pub mod limits;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod repair;
+pub mod targets;
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +77,9 @@ pub enum ImageError {
     /// An OCI layout that cannot be used: missing, not a layout, no such tag, a bad blob.
     #[error("`{reference}`: {message}")]
     Layout { reference: String, message: String },
+    /// One of the limits of `limits`, with what crossed it.
+    #[error("`{reference}`: {message}")]
+    Limit { reference: String, message: String },
     #[error("`{reference}` is not in the image cache and --skip-pull-image forbids pulling it")]
     NotCached { reference: String },
     #[error("image cache {}: {message}", .path.display())]

@@ -14,10 +14,11 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::cache::{self, Cache, CachedImage, ImageMeta, RefEntry};
+use super::cache::{self, Cache, CachedImage, ImageMeta, Lookup, RefEntry};
 use super::layer::{Privilege, Unpacker};
+use super::limits::Limits;
 use super::registry::{Registry, Resolved};
-use super::{ImageError, ImageRef, Mirrors, Reporter, RunConfig, Settings, platform_name};
+use super::{ImageError, ImageRef, Mirrors, Reporter, RunConfig, Settings, platform_name, targets};
 use crate::env_vars;
 use crate::runtimes::Architecture;
 
@@ -64,12 +65,15 @@ pub fn ensure(
     arch: Architecture,
     freshness: Freshness,
 ) -> Result<CachedImage, ImageError> {
+    let limits = Limits::from_env(ctx.env)?;
     let reference = match image {
         ImageRef::Registry(reference) => reference,
-        ImageRef::Layout(layout) => return super::layout::ensure(ctx, image, layout, arch),
+        ImageRef::Layout(layout) => {
+            return super::layout::ensure(ctx, image, layout, arch, &limits);
+        }
     };
     let canonical = image.canonical();
-    if let Some(cached) = cached(ctx.cache, image, arch) {
+    if let Some(cached) = cached(ctx, image, arch, &limits, true)? {
         let (entry, found) = cached;
         let fresh = match freshness {
             Freshness::Offline => true,
@@ -113,13 +117,11 @@ pub fn ensure(
         });
     }
 
-    let _lock = ctx.cache.lock(
-        &format!("{canonical} {}", platform_name(arch)),
-        &canonical,
-        ctx.reporter,
-    )?;
+    let _lock = ctx
+        .cache
+        .lock_image(&canonical, &platform_name(arch), ctx.reporter)?;
     // Another process may have pulled it while we waited for the lock.
-    if let Some((entry, found)) = cached(ctx.cache, image, arch)
+    if let Some((entry, found)) = cached(ctx, image, arch, &limits, false)?
         && cache::age(entry.checked_at) < Duration::from_secs(60)
     {
         ctx.cache.touch(&found);
@@ -127,7 +129,7 @@ pub fn ensure(
     }
     let found = runtime()?.block_on(async {
         tokio::select! {
-            found = pull(ctx, image, reference, arch) => found,
+            found = pull(ctx, image, reference, arch, &limits) => found,
             _ = crate::signals::requested() => Err(ImageError::Interrupted),
         }
     })?;
@@ -135,10 +137,29 @@ pub fn ensure(
     Ok(found)
 }
 
-fn cached(cache: &Cache, image: &ImageRef, arch: Architecture) -> Option<(RefEntry, CachedImage)> {
-    let entry = cache.read_ref(image, arch)?;
-    let found = cache.load(&entry.reference, &entry.manifest_digest)?;
-    Some((entry, found))
+/// The cached image a reference record names. With `repair`, an entry found damaged (or gone) is
+/// unpacked again from the blob cache when it has everything needed; otherwise `None`, and the
+/// caller pulls.
+fn cached(
+    ctx: &PullContext,
+    image: &ImageRef,
+    arch: Architecture,
+    limits: &Limits,
+    repair: bool,
+) -> Result<Option<(RefEntry, CachedImage)>, ImageError> {
+    let Some(entry) = ctx.cache.read_ref(image, arch) else {
+        return Ok(None);
+    };
+    match ctx.cache.lookup(&entry.reference, &entry.manifest_digest) {
+        Lookup::Ready(found) => Ok(Some((entry, *found))),
+        _ if !repair => Ok(None),
+        Lookup::Absent | Lookup::Damaged(_) => {
+            Ok(
+                super::repair::repair(ctx.cache, &entry, limits, ctx.reporter)?
+                    .map(|found| (entry, found)),
+            )
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
@@ -157,30 +178,64 @@ async fn pull(
     image: &ImageRef,
     reference: &oci_client::Reference,
     arch: Architecture,
+    limits: &Limits,
 ) -> Result<CachedImage, ImageError> {
+    ctx.cache.clean_stale_temporaries();
     let registry = Registry::new(reference, ctx.mirrors, ctx.env);
     let resolved = registry.resolve(arch).await?;
     let canonical = image.canonical();
     let entry = resolved.ref_entry(canonical.clone(), arch);
+    // Kept so that a damaged image can be unpacked again without the registry.
+    ctx.cache
+        .store_blob(&resolved.manifest_digest, &resolved.manifest_bytes)?;
+    ctx.cache
+        .store_blob(&resolved.manifest.config.digest, &resolved.config)?;
     if let Some(found) = ctx.cache.load(&canonical, &resolved.manifest_digest) {
         ctx.cache.write_ref(image, arch, &entry)?;
         return Ok(found);
     }
+    check_declared_total(&canonical, &resolved, limits)?;
     fetch_blobs(ctx, &registry, &resolved).await?;
-    let found = match tokio::task::block_in_place(|| unpack(ctx.cache, &canonical, arch, &resolved))
-    {
+    let platform = platform_name(arch);
+    let unpack_now = || unpack(ctx.cache, &canonical, &platform, &resolved, limits);
+    let found = match tokio::task::block_in_place(unpack_now) {
         // A cached blob went bad on disk: it was deleted; fetch it again once.
         Err(ImageError::Digest { digest, .. }) => {
             ctx.reporter.message(&format!(
                 "cached blob {digest} was corrupted; downloading it again"
             ));
             fetch_blobs(ctx, &registry, &resolved).await?;
-            tokio::task::block_in_place(|| unpack(ctx.cache, &canonical, arch, &resolved))?
+            tokio::task::block_in_place(unpack_now)?
         }
         other => other?,
     };
     ctx.cache.write_ref(image, arch, &entry)?;
     Ok(found)
+}
+
+/// Layers whose declared sizes add up to more than an image within the limit can need are refused
+/// before anything is downloaded.
+pub(super) fn check_declared_total(
+    canonical: &str,
+    resolved: &Resolved,
+    limits: &Limits,
+) -> Result<(), ImageError> {
+    let total = resolved
+        .manifest
+        .layers
+        .iter()
+        .map(|l| u64::try_from(l.size).unwrap_or(0))
+        .fold(0u64, u64::saturating_add);
+    if total > limits.max_download_bytes() {
+        return Err(ImageError::Limit {
+            reference: canonical.into(),
+            message: format!(
+                "its layers declare {total} bytes, more than an image of at most {} bytes unpacked can have (the limit, LAMINA_MAX_IMAGE_BYTES)",
+                limits.max_image_bytes
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Downloads the layers the cache does not have yet, several at once.
@@ -197,9 +252,8 @@ async fn fetch_blobs(
         .collect();
     futures_util::stream::iter(missing)
         .map(|layer| async move {
-            let tmp = tempfile::NamedTempFile::new_in(ctx.cache.root().join("tmp"))
-                .map_err(|e| ImageError::cache(ctx.cache.root(), e))?
-                .into_temp_path();
+            // Named after this process, so that a kill -9 leaves nothing the next pull keeps.
+            let tmp = ctx.cache.temp_file()?;
             registry.download(layer, &tmp, ctx.reporter).await?;
             let dest = ctx.cache.blob_path(&layer.digest);
             tmp.persist(&dest)
@@ -212,19 +266,21 @@ async fn fetch_blobs(
     Ok(())
 }
 
-/// Unpacks the verified layers in order into a staging directory and publishes it. A layer blob
-/// that no longer matches its digest is deleted and reported as `ImageError::Digest`.
+/// Unpacks the verified layers in order into a staging directory, makes the sandbox's mount
+/// points, and publishes it. A layer blob that no longer matches its digest is deleted and
+/// reported as `ImageError::Digest`.
 pub(super) fn unpack(
     cache: &Cache,
     canonical: &str,
-    arch: Architecture,
+    platform: &str,
     resolved: &Resolved,
+    limits: &Limits,
 ) -> Result<CachedImage, ImageError> {
     let staging = cache.staging()?;
     let rootfs = staging.path().join("rootfs");
     std::fs::create_dir(&rootfs).map_err(|e| ImageError::cache(&rootfs, e))?;
     let privilege = Privilege::current();
-    let mut unpacker = Unpacker::new(&rootfs, privilege);
+    let mut unpacker = Unpacker::new(&rootfs, privilege, *limits);
     for layer in &resolved.manifest.layers {
         let path = cache.blob_path(&layer.digest);
         let layer_error = |source| ImageError::Layer {
@@ -260,11 +316,14 @@ pub(super) fn unpack(
         }
         result?;
     }
+    let unpacked_bytes = unpacker.unpacked_bytes();
     unpacker.finish().map_err(|source| ImageError::Layer {
         reference: canonical.into(),
         layer: "(directories)".into(),
         source,
     })?;
+    targets::create(&rootfs)
+        .map_err(|e| ImageError::cache(&rootfs, format!("cannot make the mount points: {e}")))?;
 
     let run_config =
         RunConfig::from_image_config(&resolved.config).map_err(|e| ImageError::Registry {
@@ -274,7 +333,7 @@ pub(super) fn unpack(
         })?;
     let meta = ImageMeta {
         manifest_digest: resolved.manifest_digest.clone(),
-        platform: platform_name(arch),
+        platform: platform.into(),
         config_digest: resolved.manifest.config.digest.clone(),
         layers: resolved
             .manifest
@@ -292,6 +351,7 @@ pub(super) fn unpack(
         .into(),
         created_at: cache::now(),
     };
+    tracing::debug!(canonical, unpacked_bytes, "unpacked");
     let meta_path = staging.path().join("meta.json");
     std::fs::write(
         &meta_path,

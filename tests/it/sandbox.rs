@@ -13,6 +13,9 @@ fn shared_cache() -> &'static Path {
     CACHE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("lamina-it-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // As lamina makes a cache root (it warns about one that others may enter).
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         dir
     })
 }

@@ -83,8 +83,10 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     /// lamina's peak resident set size in KiB (the kernel's `ru_maxrss` of the child, read with
-    /// `wait4`, so it is this process's own figure even while other tests run).
-    #[allow(dead_code)] // read by the input-limit tests
+    /// `wait4`, so it is this process's own figure even while other tests run). At `exec` the
+    /// kernel starts a child's figure from the spawning process's high-water mark; `output` resets
+    /// that mark to this test process's current RSS first, so the figure is lamina's own unless the
+    /// test process itself is larger (an upper bound, never an underestimate).
     pub peak_rss_kib: u64,
 }
 
@@ -154,8 +156,9 @@ impl Run {
             self.command.stdin(Stdio::piped());
         }
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        // Reaped below with wait4 (for its rusage), not with `Child::wait`.
-        #[allow(clippy::zombie_processes)]
+        // "5" resets this process's peak RSS to its current RSS (see `Outcome::peak_rss_kib`).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        #[allow(clippy::zombie_processes)] // reaped by `wait4` below, for its rusage
         let mut child = self.command.spawn().expect("lamina runs");
         // Fed on a thread (a large event must not block the reads below); lamina may refuse it
         // before reading it all, so a broken pipe is not an error.
@@ -448,6 +451,22 @@ impl TestRegistry {
             .status()
             .unwrap();
         assert!(status.success(), "skopeo copy of {image} failed");
+    }
+
+    /// Copies the image tagged `tag` in the OCI layout at `layout` into this registry, blobs as
+    /// they are.
+    pub fn push_layout(&self, layout: &Path, tag: &str, repository: &str) {
+        let status = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repository}", self.address))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "skopeo copy of {} failed",
+            layout.display()
+        );
     }
 
     /// The stored file of a blob (the registry's filesystem layout).
