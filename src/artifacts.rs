@@ -63,18 +63,18 @@ impl Budget {
     fn take(&mut self, bytes: u64, path: &Path) -> Result<(), ArtifactError> {
         self.used += bytes;
         if self.before + self.used > limits::MAX_UNZIPPED_BYTES {
-            return Err(self.exceeded(path));
+            return Err(self.exceeded(path, "lamina stopped there"));
         }
         Ok(())
     }
 
-    fn exceeded(&self, path: &Path) -> ArtifactError {
+    /// The error for `path`, with `how` it was found out.
+    fn exceeded(&self, path: &Path, how: &str) -> ArtifactError {
         let detail = if self.before == 0 {
-            "Lambda's limit for a function's code and layers, unzipped; lamina stopped unpacking there"
-                .to_string()
+            format!("Lambda's limit for a function's code and layers, unzipped; {how}")
         } else {
             format!(
-                "Lambda's limit for a function's code and layers together; the code takes {} bytes",
+                "Lambda's limit for a function's code and layers together, and the code takes {} bytes; {how}",
                 self.before
             )
         };
@@ -172,7 +172,7 @@ pub fn ensure_layers(
             return Err(ArtifactError::TooLarge {
                 path: sources.last().cloned().unwrap_or_default(),
                 detail: format!(
-                    "Lambda's limit for a function's code and layers together; the code takes {code} bytes, the layers {layers}"
+                    "Lambda's limit for a function's code and layers together, and the code takes {code} bytes; the layers take {layers} bytes"
                 ),
             });
         }
@@ -334,7 +334,7 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut Budget) -> Result<(), Artifact
             // Checked before copying, so nothing past the limit is written.
             let len = std::fs::metadata(&source).map_err(io(&source))?.len();
             if len > budget.left() {
-                return Err(budget.exceeded(&source));
+                return Err(budget.exceeded(&source, &format!("the file is {len} bytes")));
             }
             let copied = std::fs::copy(&source, &dest).map_err(io(&dest))?;
             budget.take(copied, &source)?;
@@ -384,7 +384,7 @@ pub fn unpack_zip(
         declared = declared.saturating_add(entry.size());
     }
     if declared > budget.left() {
-        return Err(budget.exceeded(archive));
+        return Err(budget.exceeded(archive, &format!("the zip says it holds {declared} bytes")));
     }
     for index in 0..zip.len() {
         let mut entry = zip.by_index(index).map_err(|e| zip_error(e.to_string()))?;
@@ -625,7 +625,8 @@ mod tests {
         assert!(
             err.contains("Unzipped size must be smaller than 262144000 bytes")
                 && err.contains("bomb.zip")
-                && err.contains("the code takes 262094000 bytes"),
+                && err.contains("the code takes 262094000 bytes")
+                && err.contains("the zip says it holds 100000 bytes"),
             "{err}"
         );
         assert!(!out.join("zeros").exists());

@@ -70,6 +70,11 @@ pub enum LayerError {
         crate::limits::UNZIPPED_TOO_LARGE
     )]
     TooLarge { arn: String },
+    #[error(
+        "layer {arn}: {} ({detail}); nothing was cached",
+        crate::limits::UNZIPPED_TOO_LARGE
+    )]
+    UnzippedTooLarge { arn: String, detail: String },
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -325,7 +330,17 @@ fn download(
     })
     .map_err(LayerError::from)
     .and_then(|r| r)
-    .and_then(|()| unpack(cache, name, &zip_path, plan.mount_symlinks));
+    .and_then(|()| unpack(cache, name, &zip_path, plan.mount_symlinks))
+    .map_err(|err| match err {
+        // The zip is a temporary file: the layer is what the user knows.
+        LayerError::Unpack(ArtifactError::TooLarge { detail, .. }) => {
+            LayerError::UnzippedTooLarge {
+                arn: arn.to_string(),
+                detail,
+            }
+        }
+        other => other,
+    });
     let _ = std::fs::remove_file(&zip_path);
     result
 }
