@@ -292,12 +292,23 @@ impl<'a> Loader<'a> {
                 map.insert(key_string(key), value);
             }
         }
+        if merged.is_empty() {
+            return Ok((map, size));
+        }
+        // As PyYAML: the merged keys come first, in the order of their sources, then the
+        // mapping's own keys, whose values replace merged ones in place. Of two sources with a
+        // key the first wins, as the YAML merge-key spec and PyYAML up to 6.0.2 have it (6.0.4
+        // lets the last win).
+        let mut out = Map::new();
         for source in merged {
             for (k, v) in source {
-                map.entry(k).or_insert(v);
+                out.entry(k).or_insert(v);
             }
         }
-        Ok((map, size))
+        for (k, v) in map {
+            out.insert(k, v);
+        }
+        Ok((out, size))
     }
 }
 
@@ -567,9 +578,9 @@ mod tests {
 
     #[test]
     fn test_yaml_anchors_like_pyyaml() {
-        // What PyYAML 6.0.4 safe_load gives for these (values; key order differs): aliases of scalars, lists
-        // and mappings, merge keys with a list of sources (earlier sources win), keys of the
-        // mapping itself over merged ones, and an anchor defined inside another anchor.
+        // What PyYAML 6.0.4 safe_load gives for these, key order included: aliases of scalars, lists
+        // and mappings, merge keys with a list of sources, keys of the mapping itself over merged
+        // ones, and an anchor defined inside another anchor.
         let text = "\
 defaults: &defaults
   Runtime: python3.12
@@ -588,6 +599,8 @@ nested: {e: *env}
             json!({"Handler": "own.h", "Runtime": "python3.12", "Env": {"A": 1, "B": ["x", "y"]},
                    "Timeout": 3})
         );
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&v["Fn"]), ["Runtime", "Env", "Handler", "Timeout"]);
         assert_eq!(v["list"], json!([{"A": 1, "B": ["x", "y"]}, "str", "str"]));
         assert_eq!(v["nested"]["e"]["B"][1], "y");
     }
