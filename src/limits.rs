@@ -15,10 +15,12 @@ use serde_json::Value;
 pub const MAX_TEXT_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Nesting of YAML, JSON and TOML documents: 128 levels, in every syntax (block and flow YAML,
-/// JSON, TOML; after `AWS::Include` snippets are spliced in). serde_json stops at 128 by itself,
-/// as serde_yaml does; real templates stay under 30 (Step Functions definitions are the deepest).
-/// The loaders and every walker over templates recurse once or twice per level, so this keeps
-/// them far from the smallest stack they run on (a 2 MiB thread, debug build).
+/// JSON, TOML; after `AWS::Include` snippets are spliced in). serde_json refuses 128 levels by
+/// itself (such JSON is then read by the YAML loader, which names this limit), serde_yaml stops at
+/// 128 too, PyYAML at about 450 (Python's recursion limit); real templates stay under 30 (Step
+/// Functions definitions are the deepest). The loaders and the walkers over templates recurse
+/// per level: the deepest, the YAML loader, takes 5-8 KiB a level in a debug build (under 1 MiB
+/// at the limit, measured), so even a 2 MiB thread has room; lamina parses on its main thread.
 pub const MAX_DEPTH: usize = 128;
 
 /// What YAML anchors and aliases may copy, in nodes: PyYAML shares an aliased node, lamina's
