@@ -27,12 +27,14 @@ pub struct EnvOverrides {
 
 impl EnvOverrides {
     /// Reads a JSON file, or failing that a `.env` file (whose variables apply to every function).
+    /// A file that starts with `{` is JSON: if it does not parse, that is the error (with its
+    /// position), not a `.env` file whose first variable is named `{"Function":`.
     pub fn load(path: &Path) -> Result<EnvOverrides, EnvError> {
         let read_error = |message: String| EnvError::Read {
             path: path.to_path_buf(),
             message,
         };
-        let text = fs_err::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+        let text = crate::limits::read_text_file(path).map_err(|e| read_error(e.to_string()))?;
         let blocks = match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => map,
             Ok(other) => {
@@ -40,6 +42,10 @@ impl EnvOverrides {
                     path: path.to_path_buf(),
                     value: other.to_string(),
                 });
+            }
+            // serde_json's message ends with `at line L column C`.
+            Err(json_error) if text.trim_start().starts_with('{') => {
+                return Err(read_error(format!("not valid JSON: {json_error}")));
             }
             Err(json_error) => {
                 let vars: Map<String, Value> = parse_dotenv(&text)
@@ -433,10 +439,29 @@ mod tests {
         assert!(err.contains("\"x\" in incorrect format"), "{err}");
 
         let garbage = dir.path().join("garbage");
-        fs_err::write(&garbage, "{ not json\n").unwrap();
+        fs_err::write(&garbage, "not json, not .env\n").unwrap();
         let err = EnvOverrides::load(&garbage).unwrap_err().to_string();
         assert!(
             err.contains("not in valid JSON") && err.contains("garbage"),
+            "{err}"
+        );
+
+        // Truncated JSON is an error at its position, never a `.env` variable named `{"Fn":`.
+        let truncated = dir.path().join("truncated.json");
+        fs_err::write(&truncated, "\n  {\"HelloFunction\": ").unwrap();
+        let err = EnvOverrides::load(&truncated).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "Could not read environment variables overrides from file {}: not valid JSON: EOF while parsing a value at line 2 column 20",
+                truncated.display()
+            )
+        );
+        let deep = dir.path().join("deep.json");
+        fs_err::write(&deep, "{\"A\": ".to_string() + &"[".repeat(20_000)).unwrap();
+        let err = EnvOverrides::load(&deep).unwrap_err().to_string();
+        assert!(
+            err.contains("recursion limit exceeded at line 1 column"),
             "{err}"
         );
 

@@ -23,6 +23,7 @@ pub mod environment;
 pub mod event;
 pub mod image;
 pub mod invoke;
+pub mod limits;
 pub mod params;
 pub mod paths;
 pub mod plan;

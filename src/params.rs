@@ -110,6 +110,37 @@ fn parse_token(
     Err(ParamsError::Syntax(token.to_string()))
 }
 
+/// A TOML document as a JSON value; an error is one line, `line L, column C: message`.
+///
+/// The toml crate stops at 80 levels of brackets, or of dotted key parts, each on its own; together
+/// they may nest deeper, so the result is checked against [`crate::limits::MAX_DEPTH`] as a YAML
+/// or JSON document is.
+pub(crate) fn toml_value(text: &str) -> Result<Value, String> {
+    let value: Value = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        let message = e.message().trim_end();
+        if message.contains("recursion") {
+            // toml's words ("recursion limit", "cannot recurse further") do not say how deep.
+            format!("{at}nested more than 80 levels deep (the TOML reader's limit)")
+        } else {
+            format!("{at}{message}")
+        }
+    })?;
+    let depth = crate::limits::depth(&value);
+    if depth > crate::limits::MAX_DEPTH {
+        return Err(format!(
+            "nested {depth} levels deep, more than {} (lamina's limit)",
+            crate::limits::MAX_DEPTH
+        ));
+    }
+    Ok(value)
+}
+
 fn parse_file(path: &Path, out: &mut ParameterOverrides, depth: usize) -> Result<(), ParamsError> {
     let file_error = |message: String| ParamsError::File {
         path: path.to_path_buf(),
@@ -120,13 +151,13 @@ fn parse_file(path: &Path, out: &mut ParameterOverrides, depth: usize) -> Result
             "`$include` nests more than 16 files deep (a cycle?)".into(),
         ));
     }
-    let text = fs_err::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let text = crate::limits::read_text_file(path).map_err(|e| file_error(e.to_string()))?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     let value: Value = match ext {
-        "toml" => toml::from_str(&text).map_err(|e| file_error(e.to_string()))?,
+        "toml" => toml_value(&text).map_err(file_error)?,
         "yaml" | "yml" => crate::yaml::parse(&text).map_err(|e| file_error(e.to_string()))?,
         _ => {
             return Err(file_error(

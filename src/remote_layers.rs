@@ -64,6 +64,17 @@ pub enum LayerError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "layer {arn}: the download is larger than {} bytes, Lambda's limit for a layer unzipped ({}); nothing was cached",
+        crate::limits::MAX_UNZIPPED_BYTES,
+        crate::limits::UNZIPPED_TOO_LARGE
+    )]
+    TooLarge { arn: String },
+    #[error(
+        "layer {arn}: {} ({detail}); nothing was cached",
+        crate::limits::UNZIPPED_TOO_LARGE
+    )]
+    UnzippedTooLarge { arn: String, detail: String },
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -319,7 +330,17 @@ fn download(
     })
     .map_err(LayerError::from)
     .and_then(|r| r)
-    .and_then(|()| unpack(cache, name, &zip_path, plan.mount_symlinks));
+    .and_then(|()| unpack(cache, name, &zip_path, plan.mount_symlinks))
+    .map_err(|err| match err {
+        // The zip is a temporary file: the layer is what the user knows.
+        LayerError::Unpack(ArtifactError::TooLarge { detail, .. }) => {
+            LayerError::UnzippedTooLarge {
+                arn: arn.to_string(),
+                detail,
+            }
+        }
+        other => other,
+    });
     let _ = std::fs::remove_file(&zip_path);
     result
 }
@@ -373,12 +394,28 @@ async fn fetch(
         .await
         .and_then(|r| r.error_for_status())
         .map_err(describe)?;
+    // A zip can hardly be bigger than what it unzips to: the limit on that bounds an endless body.
+    let too_large = || LayerError::TooLarge {
+        arn: arn.to_string(),
+    };
+    let limit = crate::limits::MAX_UNZIPPED_BYTES;
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit)
+    {
+        return Err(too_large());
+    }
     reporter.blob_started(name, response.content_length().unwrap_or(0));
     let mut file = std::fs::File::create(dest).map_err(io(dest))?;
     let mut hasher = Sha256::new();
     let mut body = response.bytes_stream();
+    let mut received = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(describe)?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(too_large());
+        }
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(io(dest))?;
         reporter.blob_progress(name, chunk.len() as u64);
@@ -399,7 +436,14 @@ fn unpack(
         .prefix(&format!(".{name}.staging-"))
         .tempdir_in(&cache.root)
         .map_err(io(&cache.root))?;
-    artifacts::unpack_zip(zip, staging.path(), allow_outside_symlinks)?;
+    // Each layer alone within Lambda's limit; with the code and the other layers it is checked
+    // again when they are merged (`artifacts::ensure_layers`).
+    artifacts::unpack_zip(
+        zip,
+        staging.path(),
+        allow_outside_symlinks,
+        &mut artifacts::Budget::new(0),
+    )?;
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o700))
         .map_err(io(staging.path()))?;
     let target = cache.dir(name);

@@ -79,9 +79,9 @@ pub fn load(path: &Path, env: &str) -> Result<SamConfig, ConfigError> {
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
-    let text = fs_err::read_to_string(path).map_err(|e| parse_error(e.to_string()))?;
+    let text = crate::limits::read_text_file(path).map_err(|e| parse_error(e.to_string()))?;
     let document: Value = match ext {
-        "toml" => toml::from_str(&text).map_err(|e| parse_error(e.message().to_string()))?,
+        "toml" => crate::params::toml_value(&text).map_err(parse_error)?,
         "yaml" | "yml" => crate::yaml::parse(&text).map_err(|e| parse_error(e.to_string()))?,
         _ => return Err(ConfigError::Extension(path.to_path_buf())),
     };

@@ -8,6 +8,11 @@
 //! We build a `serde_json::Value` from the event stream of `saphyr-parser` ourselves, because that is the
 //! only place where a scalar's style (plain or quoted) and its tag are both still known: `"yes"` stays a
 //! string, `yes` becomes `true`.
+//!
+//! PyYAML shares an aliased node; a `Value` cannot, so an alias is a copy. The loader counts what
+//! anchors and aliases copy and refuses a document past [`limits::MAX_ALIAS_NODES`] nodes or
+//! [`limits::MAX_ALIAS_BYTES`] bytes (a "billion laughs"), and one nested deeper than
+//! [`limits::MAX_DEPTH`] (this loader, and everything that walks its result, recurses per level).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -15,6 +20,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use serde_json::{Map, Number, Value};
+
+use crate::limits;
 
 /// A YAML document that could not be loaded, with the 1-based position PyYAML would report.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +47,16 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        depth: 0,
+        copied: Size::default(),
     };
     loader.document()
 }
 
 /// Parses a template or config file the way SAM does: as JSON first (keeping key order), then as YAML.
+///
+/// serde_json refuses JSON nested 128 levels deep or more; such a text is then read as YAML (JSON is
+/// YAML's flow syntax), whose loader allows [`limits::MAX_DEPTH`] levels and names the limit past it.
 pub fn parse_json_or_yaml(text: &str) -> Result<Value, YamlError> {
     match serde_json::from_str::<Value>(text) {
         Ok(value) => Ok(value),
@@ -52,9 +64,49 @@ pub fn parse_json_or_yaml(text: &str) -> Result<Value, YamlError> {
     }
 }
 
+/// How big a loaded node is: what copying it costs, and how deep it nests.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    /// Scalars, sequences and mappings (a mapping's keys count too).
+    nodes: u64,
+    /// Bytes of scalar text, keys included.
+    bytes: u64,
+    /// Levels of collections (0 for a scalar).
+    height: usize,
+}
+
+impl Size {
+    fn scalar(text: &str) -> Size {
+        Size {
+            nodes: 1,
+            bytes: text.len() as u64,
+            height: 0,
+        }
+    }
+
+    /// A collection of no children yet.
+    fn collection() -> Size {
+        Size {
+            nodes: 1,
+            bytes: 0,
+            height: 1,
+        }
+    }
+
+    fn add_child(&mut self, child: Size) {
+        self.nodes += child.nodes;
+        self.bytes += child.bytes;
+        self.height = self.height.max(child.height + 1);
+    }
+}
+
 struct Loader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Value>,
+    anchors: HashMap<usize, (Value, Size)>,
+    /// Collections open around the current event.
+    depth: usize,
+    /// What anchors (kept aside) and aliases (expanded) copied so far.
+    copied: Size,
 }
 
 impl<'a> Loader<'a> {
@@ -64,7 +116,13 @@ impl<'a> Loader<'a> {
             Some(Err(err)) => Err(YamlError {
                 line: err.marker().line(),
                 column: err.marker().col() + 1,
-                message: err.info().to_string(),
+                // saphyr's scanner reads flow collections ahead and stops at 255 levels, before
+                // the loader sees the 129th: the same limit was passed.
+                message: if err.info() == "recursion limit exceeded" {
+                    too_deep()
+                } else {
+                    err.info().to_string()
+                },
             }),
             None => Err(YamlError {
                 line: 0,
@@ -91,58 +149,124 @@ impl<'a> Loader<'a> {
                         ));
                     }
                     let (event, span) = self.next()?;
-                    result = self.node(event, span)?;
+                    result = self.node(event, span)?.0;
                 }
                 other => return Err(YamlError::at(span, format!("unexpected event {other:?}"))),
             }
         }
     }
 
-    fn node(&mut self, event: Event<'a>, span: Span) -> Result<Value, YamlError> {
-        let (value, anchor) = match event {
-            Event::Alias(id) => {
-                return self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| YamlError::at(span, "found undefined alias"));
-            }
+    // `node`, `sequence` and `mapping` recurse once per level of the document: they are kept
+    // small, with the work of a scalar or an anchor in functions of their own, because a debug
+    // build gives every local of a function its own stack slot.
+    fn node(&mut self, event: Event<'a>, span: Span) -> Result<(Value, Size), YamlError> {
+        let (value, size, anchor) = match event {
+            Event::Alias(id) => return self.alias(id, span),
             Event::Scalar(text, style, anchor, tag) => {
-                let value = match tag.as_deref() {
-                    Some(tag) if is_cfn_tag(tag) => {
-                        cfn_short_form(&tag.suffix, Value::String(text.into_owned()))
-                    }
-                    Some(tag) => core_tagged_scalar(tag, &text, span)?,
-                    None if style == ScalarStyle::Plain => resolve_plain(&text),
-                    None => Value::String(text.into_owned()),
-                };
-                (value, anchor)
+                let (value, size) = scalar(&text, style, tag.as_deref(), span)?;
+                (value, size, anchor)
             }
             Event::SequenceStart(anchor, tag) => {
-                let mut items = Vec::new();
-                loop {
-                    let (event, span) = self.next()?;
-                    if matches!(event, Event::SequenceEnd) {
-                        break;
-                    }
-                    items.push(self.node(event, span)?);
-                }
-                (apply_cfn_tag(tag.as_deref(), Value::Array(items)), anchor)
+                let (items, size) = self.sequence(span)?;
+                (
+                    apply_cfn_tag(tag.as_deref(), Value::Array(items)),
+                    size,
+                    anchor,
+                )
             }
             Event::MappingStart(anchor, tag) => {
-                let map = self.mapping()?;
-                (apply_cfn_tag(tag.as_deref(), Value::Object(map)), anchor)
+                self.open(span)?;
+                let (map, size) = self.mapping()?;
+                self.depth -= 1;
+                (
+                    apply_cfn_tag(tag.as_deref(), Value::Object(map)),
+                    size,
+                    anchor,
+                )
             }
-            other => return Err(YamlError::at(span, format!("unexpected event {other:?}"))),
+            other => return Err(unexpected(other, span)),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.keep_anchor(anchor, &value, size, span)?;
         }
-        Ok(value)
+        Ok((value, size))
     }
 
-    fn mapping(&mut self) -> Result<Map<String, Value>, YamlError> {
+    fn sequence(&mut self, span: Span) -> Result<(Vec<Value>, Size), YamlError> {
+        self.open(span)?;
+        let mut items = Vec::new();
+        let mut size = Size::collection();
+        loop {
+            let (event, span) = self.next()?;
+            if matches!(event, Event::SequenceEnd) {
+                break;
+            }
+            let (item, item_size) = self.node(event, span)?;
+            size.add_child(item_size);
+            items.push(item);
+        }
+        self.depth -= 1;
+        Ok((items, size))
+    }
+
+    /// Keeps a copy of an anchored node for its aliases, counted like theirs (an anchor inside
+    /// an anchor is copied again).
+    fn keep_anchor(
+        &mut self,
+        anchor: usize,
+        value: &Value,
+        size: Size,
+        span: Span,
+    ) -> Result<(), YamlError> {
+        self.charge(size, span)?;
+        self.anchors.insert(anchor, (value.clone(), size));
+        Ok(())
+    }
+
+    /// Enters a sequence or mapping that starts at `span`.
+    fn open(&mut self, span: Span) -> Result<(), YamlError> {
+        self.depth += 1;
+        if self.depth > limits::MAX_DEPTH {
+            return Err(YamlError::at(span, too_deep()));
+        }
+        Ok(())
+    }
+
+    /// A copy of the anchored node, if the copy stays within the depth and copy limits.
+    fn alias(&mut self, id: usize, span: Span) -> Result<(Value, Size), YamlError> {
+        let Some((_, size)) = self.anchors.get(&id) else {
+            return Err(YamlError::at(span, "found undefined alias"));
+        };
+        let size = *size;
+        if self.depth + size.height > limits::MAX_DEPTH {
+            return Err(YamlError::at(span, too_deep()));
+        }
+        self.charge(size, span)?;
+        Ok((self.anchors[&id].0.clone(), size))
+    }
+
+    /// Counts a copy of a node of `size`; refuses it past the limits.
+    fn charge(&mut self, size: Size, span: Span) -> Result<(), YamlError> {
+        self.copied.nodes += size.nodes;
+        self.copied.bytes += size.bytes;
+        if self.copied.nodes > limits::MAX_ALIAS_NODES
+            || self.copied.bytes > limits::MAX_ALIAS_BYTES
+        {
+            return Err(YamlError::at(
+                span,
+                format!(
+                    "anchors and aliases expand to more than {} nodes or {} bytes (lamina's limit; a \"billion laughs\" document?)",
+                    limits::MAX_ALIAS_NODES,
+                    limits::MAX_ALIAS_BYTES
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn mapping(&mut self) -> Result<(Map<String, Value>, Size), YamlError> {
         let mut map = Map::new();
+        let mut size = Size::collection();
         // Merge keys (`<<: *base`) fill in keys the mapping does not set itself, as in PyYAML.
         let mut merged: Vec<Map<String, Value>> = Vec::new();
         loop {
@@ -152,41 +276,91 @@ impl<'a> Loader<'a> {
             }
             let is_merge =
                 matches!(&event, Event::Scalar(text, ScalarStyle::Plain, _, None) if text == "<<");
-            let key = self.node(event, span)?;
-            let (event, value_span) = self.next()?;
-            let value = self.node(event, value_span)?;
-            if is_merge {
-                match value {
-                    Value::Object(m) => merged.push(m),
-                    Value::Array(items) => {
-                        for item in items {
-                            match item {
-                                Value::Object(m) => merged.push(m),
-                                _ => {
-                                    return Err(YamlError::at(
-                                        value_span,
-                                        "expected a mapping for merging",
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    _ => return Err(YamlError::at(value_span, "expected a mapping for merging")),
-                }
-                continue;
+            let (key, key_size) = self.node(event, span)?;
+            if key.is_array() || key.is_object() {
+                // As PyYAML: a Python dict cannot have a list or dict as a key. (Written out as
+                // text, nested keys would double their escapes at each level.)
+                return Err(YamlError::at(span, "found unhashable key"));
             }
-            map.insert(key_string(key), value);
+            let (event, value_span) = self.next()?;
+            let (value, value_size) = self.node(event, value_span)?;
+            size.add_child(key_size);
+            size.add_child(value_size);
+            if is_merge {
+                merge_sources(value, value_span, &mut merged)?;
+            } else {
+                map.insert(key_string(key), value);
+            }
         }
+        if merged.is_empty() {
+            return Ok((map, size));
+        }
+        // As PyYAML: the merged keys come first, in the order of their sources, then the
+        // mapping's own keys, whose values replace merged ones in place. Of two sources with a
+        // key the first wins, as the YAML merge-key spec and PyYAML up to 6.0.2 have it (6.0.4
+        // lets the last win).
+        let mut out = Map::new();
         for source in merged {
             for (k, v) in source {
-                map.entry(k).or_insert(v);
+                out.entry(k).or_insert(v);
             }
         }
-        Ok(map)
+        for (k, v) in map {
+            out.insert(k, v);
+        }
+        Ok((out, size))
     }
 }
 
-/// Mapping keys become strings; CloudFormation and samconfig only use string keys.
+/// The mappings a merge key's value names: one mapping, or a sequence of them.
+fn merge_sources(
+    value: Value,
+    span: Span,
+    merged: &mut Vec<Map<String, Value>>,
+) -> Result<(), YamlError> {
+    let not_a_mapping = || YamlError::at(span, "expected a mapping for merging");
+    match value {
+        Value::Object(m) => merged.push(m),
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Object(m) => merged.push(m),
+                    _ => return Err(not_a_mapping()),
+                }
+            }
+        }
+        _ => return Err(not_a_mapping()),
+    }
+    Ok(())
+}
+
+fn scalar(
+    text: &str,
+    style: ScalarStyle,
+    tag: Option<&Tag>,
+    span: Span,
+) -> Result<(Value, Size), YamlError> {
+    let value = match tag {
+        Some(tag) if is_cfn_tag(tag) => cfn_short_form(&tag.suffix, Value::String(text.into())),
+        Some(tag) => core_tagged_scalar(tag, text, span)?,
+        None if style == ScalarStyle::Plain => resolve_plain(text),
+        None => Value::String(text.into()),
+    };
+    Ok((value, Size::scalar(text)))
+}
+
+fn unexpected(event: Event, span: Span) -> YamlError {
+    YamlError::at(span, format!("unexpected event {event:?}"))
+}
+
+fn too_deep() -> String {
+    format!(
+        "nested more than {} levels deep (lamina's limit)",
+        limits::MAX_DEPTH
+    )
+}
+
+/// Mapping keys (scalars) become strings; CloudFormation and samconfig only use string keys.
 fn key_string(key: Value) -> String {
     match key {
         Value::String(s) => s,
@@ -400,6 +574,134 @@ mod tests {
         let v = parse("base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\nlist: [*b]\n").unwrap();
         assert_eq!(v["derived"], json!({"y": 3, "x": 1}));
         assert_eq!(v["list"][0], json!({"x": 1, "y": 2}));
+    }
+
+    #[test]
+    fn test_yaml_anchors_like_pyyaml() {
+        // What PyYAML 6.0.4 safe_load gives for these, key order included: aliases of scalars, lists
+        // and mappings, merge keys with a list of sources, keys of the mapping itself over merged
+        // ones, and an anchor defined inside another anchor.
+        let text = "\
+defaults: &defaults
+  Runtime: python3.12
+  Env: &env {A: 1, B: [x, y]}
+  Handler: app.h
+other: &other {Handler: other.h, Timeout: 3}
+Fn:
+  <<: [*defaults, *other]
+  Handler: own.h
+list: [*env, &s str, *s]
+nested: {e: *env}
+";
+        let v = parse(text).unwrap();
+        assert_eq!(
+            v["Fn"],
+            json!({"Handler": "own.h", "Runtime": "python3.12", "Env": {"A": 1, "B": ["x", "y"]},
+                   "Timeout": 3})
+        );
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&v["Fn"]), ["Runtime", "Env", "Handler", "Timeout"]);
+        assert_eq!(v["list"], json!([{"A": 1, "B": ["x", "y"]}, "str", "str"]));
+        assert_eq!(v["nested"]["e"]["B"][1], "y");
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn test_yaml_billion_laughs_is_refused() {
+        // Nine levels of nine aliases: 9^9 copies of "lol" if expanded.
+        let mut text = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            text += &format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            );
+        }
+        let err = error(&text);
+        assert!(
+            err.contains("anchors and aliases expand to more than 100000 nodes or 10485760 bytes"),
+            "{err}"
+        );
+        // The same with long strings and few nodes: the bytes count.
+        let long = "x".repeat(100_000);
+        let mut text = format!("a: &a \"{long}\"\n");
+        for (prev, name) in "abc".chars().zip("bcd".chars()) {
+            text += &format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            );
+        }
+        assert!(error(&text).contains("billion laughs"));
+        // An anchor inside an anchor is a copy too: 128 nested ones would copy the text 128 times.
+        let text = format!(
+            "{}\"{}\"{}\n",
+            (0..100).map(|i| format!("&a{i} [")).collect::<String>(),
+            "x".repeat(200_000),
+            "]".repeat(100)
+        );
+        assert!(error(&text).contains("billion laughs"));
+    }
+
+    #[test]
+    fn test_yaml_nesting_is_limited_in_every_syntax() {
+        let deep = 20_000;
+        let cases = [
+            ("block sequences", format!("a:\n  {}x\n", "- ".repeat(deep))),
+            (
+                "flow sequences",
+                format!("a: {}{}\n", "[".repeat(deep), "]".repeat(deep)),
+            ),
+            (
+                "flow mappings",
+                format!("a: {}x{}\n", "{a: ".repeat(deep), "}".repeat(deep)),
+            ),
+            (
+                "block mappings",
+                (0..2_000)
+                    .map(|i| format!("{}k:\n", " ".repeat(i)))
+                    .collect(),
+            ),
+            (
+                "JSON",
+                format!("{{\"a\": {}{}}}", "[".repeat(deep), "]".repeat(deep)),
+            ),
+        ];
+        for (name, text) in cases {
+            let err = parse_json_or_yaml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("nested more than 128 levels deep (lamina's limit)"),
+                "{name}: {err}"
+            );
+        }
+        // 128 levels are fine, in YAML and in JSON.
+        let ok = format!("{}x{}", "[".repeat(128), "]".repeat(128));
+        assert!(parse_json_or_yaml(&ok).is_ok());
+        assert!(parse(&format!("{}x\n", "- ".repeat(128))).is_ok());
+        // An alias may not carry a document past the limit either.
+        let nest = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        let text = format!("a: &a {}\nb: {}\n", nest(100, "x"), nest(27, "*a"));
+        assert!(parse(&text).is_ok(), "1 + 27 + 100 levels");
+        let text = format!("a: &a {}\nb: {}\n", nest(100, "x"), nest(28, "*a"));
+        let err = error(&text);
+        assert!(
+            err.contains("line 2, column 32: nested more than 128 levels"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn test_yaml_collection_keys_are_refused_like_pyyaml() {
+        for text in ["? [a]\n: 1\n", "? {a: 1}\n: 1\n", "a: &m {x: 1}\n*m : 2\n"] {
+            assert!(error(text).contains("found unhashable key"), "{text}");
+        }
+        // Nested complex keys would otherwise be written out with escapes doubling per level.
+        assert!(error(&format!("{}x\n", "? ".repeat(60))).contains("unhashable"));
+        assert_eq!(
+            parse("1: a\n~: b\n").unwrap(),
+            json!({"1": "a", "null": "b"})
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum TemplateError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::limits::ReadError,
     },
     #[error("Failed to parse template {}: {detail}", .path.display())]
     Parse { path: PathBuf, detail: String },
@@ -113,9 +113,9 @@ pub fn parse_file(
 
 /// Reads and parses a JSON or YAML file (a template, or a snippet for `AWS::Include`).
 pub(crate) fn parse_value_file(path: &Path) -> Result<serde_json::Value, TemplateError> {
-    let text = match fs_err::read_to_string(path) {
+    let text = match crate::limits::read_text_file(path) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        Err(err) if err.is_not_found() => {
             return Err(TemplateError::NotFound(path.to_path_buf()));
         }
         Err(err) => {

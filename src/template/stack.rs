@@ -121,6 +121,15 @@ fn process(
     let real = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let base_dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
     include::apply(&mut template, &base_dir).map_err(|e| e.in_file(path))?;
+    // Each file is within the depth limit; spliced into each other they may not be.
+    let depth = crate::limits::map_depth(&template);
+    if depth > crate::limits::MAX_DEPTH {
+        return Err(TemplateError::invalid(format!(
+            "with its AWS::Include snippets in place the template is nested {depth} levels deep, more than {} (lamina's limit)",
+            crate::limits::MAX_DEPTH
+        ))
+        .in_file(path));
+    }
     if language_extensions.unwrap_or_else(|| language_extensions::declared(&template)) {
         let symbols = SymbolTable::new(template.get("Parameters"), overrides);
         language_extensions::expand(&mut template, &symbols).map_err(|e| e.in_file(path))?;

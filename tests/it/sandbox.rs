@@ -20,8 +20,8 @@ fn shared_cache() -> &'static Path {
     })
 }
 
-struct Env {
-    registry: String,
+pub(crate) struct Env {
+    pub(crate) registry: String,
 }
 
 fn require_root() -> Option<()> {
@@ -32,7 +32,7 @@ fn require_root() -> Option<()> {
     Some(())
 }
 
-fn sandbox_env() -> Option<Env> {
+pub(crate) fn sandbox_env() -> Option<Env> {
     require_root()?;
     Some(Env {
         registry: registry()?,
@@ -41,7 +41,7 @@ fn sandbox_env() -> Option<Env> {
 
 /// `lamina local invoke` in `project` with its own runtime dir and cgroup parent, so the test can
 /// check that nothing of the invoke is left behind.
-struct Invoke<'a> {
+pub(crate) struct Invoke<'a> {
     project: &'a Project,
     env: &'a Env,
     run_dir: PathBuf,
@@ -49,7 +49,7 @@ struct Invoke<'a> {
 }
 
 impl<'a> Invoke<'a> {
-    fn new(project: &'a Project, env: &'a Env) -> Invoke<'a> {
+    pub(crate) fn new(project: &'a Project, env: &'a Env) -> Invoke<'a> {
         let unique = format!("{}-{}", std::process::id(), uuid_like());
         Invoke {
             project,
@@ -59,7 +59,7 @@ impl<'a> Invoke<'a> {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Run {
+    pub(crate) fn command(&self, args: &[&str]) -> Run {
         Run::new(self.project.path())
             .args(["local", "invoke"])
             .args(args)
@@ -79,7 +79,7 @@ impl<'a> Invoke<'a> {
     }
 
     /// No bundle, container state, cgroup or process of the invoke remains.
-    fn assert_clean(&self, out: &Outcome) {
+    pub(crate) fn assert_clean(&self, out: &Outcome) {
         for dir in ["bundles", "containers"] {
             let path = self.run_dir.join(dir);
             let left: Vec<_> = std::fs::read_dir(&path)
@@ -896,15 +896,15 @@ Resources:
 }
 
 /// moto's Lambda API in server mode (tests/fixtures/moto/lambda_api.py), publishing `zips`.
-struct LambdaApi {
+pub(crate) struct LambdaApi {
     child: std::process::Child,
-    endpoint: String,
-    arns: Vec<String>,
+    pub(crate) endpoint: String,
+    pub(crate) arns: Vec<String>,
     stderr: PathBuf,
 }
 
 impl LambdaApi {
-    fn start(dir: &Path, zips: &[PathBuf], corrupt: Option<&str>) -> Option<LambdaApi> {
+    pub(crate) fn start(dir: &Path, zips: &[PathBuf], corrupt: Option<&str>) -> Option<LambdaApi> {
         use std::io::BufRead;
         let python = crate::util::python_with(&["awslambdaric", "moto"])?;
         let stderr = dir.join(format!("moto-{}.log", uuid_like()));

@@ -631,3 +631,54 @@ Resources:
         ],
     );
 }
+
+#[test]
+fn test_templates_anchors_aliases_and_merge_keys() {
+    // Anchors are read as PyYAML reads them (values and key order); what aliases copy is bounded
+    // (see bad_input.rs), well above what real templates like this one use.
+    let project = Project::empty().file(
+        "template.yaml",
+        "\
+Parameters:
+  Table: {Type: String, Default: orders}
+Metadata:
+  SharedEnv: &env
+    STAGE: dev
+    TABLE: !Ref Table
+Resources:
+  First:
+    Type: AWS::Serverless::Function
+    Properties: &props
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: .
+      Timeout: 7
+      Environment:
+        Variables:
+          EXTRA: x
+          <<: *env
+          STAGE: prod
+  Second:
+    Type: AWS::Serverless::Function
+    Properties:
+      <<: *props
+      Handler: other.handler
+",
+    );
+    for (function, handler) in [("First", "app.handler"), ("Second", "other.handler")] {
+        let plan = project.dry_run(&[function]);
+        assert_eq!(plan["handler"], handler);
+        assert_eq!(plan["timeout"], 7);
+        let declared: Vec<(String, String)> = crate::util::env_of(&plan)
+            .into_iter()
+            .filter(|(name, _)| ["STAGE", "TABLE", "EXTRA"].contains(&name.as_str()))
+            .collect();
+        // PyYAML: merged keys first, the mapping's own value replacing STAGE's in place.
+        let want = [("STAGE", "prod"), ("TABLE", "orders"), ("EXTRA", "x")];
+        assert_eq!(
+            declared,
+            want.map(|(k, v)| (k.to_string(), v.to_string())),
+            "{function}"
+        );
+    }
+}

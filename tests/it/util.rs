@@ -74,6 +74,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub struct Run {
     command: Command,
     stdin: Option<Vec<u8>>,
+    measure_rss: bool,
 }
 
 /// What a run produced.
@@ -82,13 +83,32 @@ pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    /// lamina's peak resident set size in KiB (the kernel's `ru_maxrss` of the child, read with
-    /// `wait4`, so it is this process's own figure even while other tests run). At `exec` the
-    /// kernel starts a child's figure from the spawning process's high-water mark; `output` resets
-    /// that mark to this test process's current RSS first, so the figure is lamina's own unless the
-    /// test process itself is larger (an upper bound, never an underestimate).
+    /// lamina's peak resident set size in KiB: the kernel's `ru_maxrss` of the child, read with
+    /// `wait4`. At `exec` the kernel starts a child's figure from the spawning process's
+    /// high-water mark; `output` resets that mark to this test process's current RSS first, so the
+    /// figure is an upper bound of lamina's own; [`Run::measure_rss`] gives lamina's own exactly.
     pub peak_rss_kib: u64,
 }
+
+/// Runs a command as a child of this small process and writes the child's `ru_maxrss` (KiB) to
+/// a file; exits as the child did. See [`Run::measure_rss`].
+const RSS_SPAWNER: &str = r#"
+import os, signal, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+os._exit(os.WEXITSTATUS(status))
+"#;
 
 impl Run {
     pub fn new(cwd: &Path) -> Run {
@@ -104,7 +124,18 @@ impl Run {
         Run {
             command,
             stdin: None,
+            measure_rss: false,
         }
+    }
+
+    /// Makes [`Outcome::peak_rss_kib`] lamina's own peak. The kernel counts into a process's
+    /// `ru_maxrss` the memory of what it was before `exec`: started from this test process
+    /// (hundreds of MB, and its peak when `posix_spawn` shares its memory), lamina would seem to
+    /// use all that. So lamina is started by a small Python process that forks it and reports
+    /// its `ru_maxrss` (Python's own few MB are the error). Needs `LAMINA_TEST_PYTHON` or `python3`.
+    pub fn measure_rss(mut self) -> Run {
+        self.measure_rss = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Run {
@@ -152,6 +183,10 @@ impl Run {
 
     pub fn output(mut self) -> Outcome {
         use std::io::Write;
+        let report = tempfile::NamedTempFile::new().unwrap();
+        if self.measure_rss {
+            self.command = self.spawned_by_python(report.path());
+        }
         if self.stdin.is_some() {
             self.command.stdin(Stdio::piped());
         }
@@ -187,12 +222,44 @@ impl Run {
         }
         let stdout = out_reader.join().unwrap();
         let stderr = err_reader.join().unwrap();
+        let stderr = String::from_utf8(stderr).unwrap();
+        let peak_rss_kib = if self.measure_rss {
+            std::fs::read_to_string(report.path())
+                .ok()
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or_else(|| panic!("the RSS spawner reported nothing:\n{stderr}"))
+        } else {
+            peak_rss_kib
+        };
         Outcome {
             code: status.expect("lamina exited, not killed by a signal"),
             stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
+            stderr,
             peak_rss_kib,
         }
+    }
+
+    /// The same command, started by [`RSS_SPAWNER`] (same environment and directory).
+    fn spawned_by_python(&self, report: &Path) -> Command {
+        let python = std::env::var_os("LAMINA_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut command = Command::new(python);
+        command
+            .arg("-c")
+            .arg(RSS_SPAWNER)
+            .arg(report)
+            .arg(self.command.get_program())
+            .args(self.command.get_args())
+            .env_clear()
+            .stdin(Stdio::null());
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        command
     }
 
     /// Runs, expects exit 0 and one JSON object on stdout.
