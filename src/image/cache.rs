@@ -328,6 +328,23 @@ impl Cache {
             .map_err(|e| ImageError::cache(&tmp, e))
     }
 
+    /// Removes this process's own staging and partial downloads: after an interrupted pull, once
+    /// its tasks have stopped (a task in flight may have made one after the pull was dropped).
+    pub fn remove_own_temporaries(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&self.temp_prefix)
+            {
+                let _ = remove_any(&entry.path());
+            }
+        }
+    }
+
     /// Removes staging and partial downloads left by lamina processes that are gone (killed,
     /// crashed); those of live processes are theirs. Run by every pull and by prune and rm.
     pub fn clean_stale_temporaries(&self) {

@@ -127,12 +127,19 @@ pub fn ensure(
         ctx.cache.touch(&found);
         return Ok(found);
     }
-    let found = runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let pulled = runtime.block_on(async {
         tokio::select! {
             found = pull(ctx, image, reference, arch, &limits) => found,
             _ = crate::signals::requested() => Err(ImageError::Interrupted),
         }
-    })?;
+    });
+    // Dropping the runtime waits for the pull's blocking tasks; then nothing of it is in flight.
+    drop(runtime);
+    if matches!(pulled, Err(ImageError::Interrupted)) {
+        ctx.cache.remove_own_temporaries();
+    }
+    let found = pulled?;
     ctx.cache.touch(&found);
     Ok(found)
 }
