@@ -36,6 +36,12 @@ fn memory_dir(cgroups_path: &str) -> PathBuf {
     }
 }
 
+/// Whether this process may create and write in cgroup directory `dir` (`access(W_OK)`: cgroup
+/// directories take no test files).
+pub fn writable(dir: &std::path::Path) -> bool {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
 /// `cgroup.procs` of a sandbox's cgroup (in the memory hierarchy on v1: every process of the
 /// sandbox is in all of them).
 pub fn procs_file(cgroups_path: &str) -> PathBuf {

@@ -77,18 +77,10 @@ fn pids_available(version: Version, root: &Path) -> bool {
 /// Whether an ordinary user's sandbox cgroups under `parent` get a pids controller they can write.
 fn pids_writable(version: Version, root: &Path, parent: &str) -> bool {
     match version {
-        Version::V1 => writable(&root.join("pids").join(parent)),
+        Version::V1 => cgroup::writable(&root.join("pids").join(parent)),
         Version::V2 => std::fs::read_to_string(root.join(parent).join("cgroup.subtree_control"))
             .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids")),
     }
-}
-
-fn writable(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Writes the pids limit of a rootless sandbox's cgroup, between create and start (libcontainer

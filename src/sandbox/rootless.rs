@@ -51,19 +51,15 @@ pub fn v1_controllers() -> Vec<PathBuf> {
 
 /// Whether `uid` has a cgroup subtree of its own for sandboxes (and so a memory limit).
 pub fn delegated(parent: &str) -> bool {
-    let check = |dir: &Path| {
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-            return false;
-        };
-        // SAFETY: access(2) on a valid C string.
-        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-    };
     match cgroup::version() {
         Version::V1 => {
             let controllers = v1_controllers();
-            !controllers.is_empty() && controllers.iter().all(|c| check(&c.join(parent)))
+            !controllers.is_empty()
+                && controllers
+                    .iter()
+                    .all(|c| cgroup::writable(&c.join(parent)))
         }
-        Version::V2 => check(&Path::new("/sys/fs/cgroup").join(parent)),
+        Version::V2 => cgroup::writable(&Path::new("/sys/fs/cgroup").join(parent)),
     }
 }
 

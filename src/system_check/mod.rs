@@ -227,7 +227,7 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
         version: cgroup::version(),
         root: Path::new("/sys/fs/cgroup"),
         hierarchies: rootless::v1_controllers(),
-        writable: &writable_by_access,
+        writable: &crate::sandbox::cgroup::writable,
         swap_accounting: cgroup::can_limit_swap(),
         // The pids decision is the invoke's own (a bad LAMINA_SECCOMP is the seccomp line's).
         processes: Confinement::for_host(
@@ -279,11 +279,6 @@ pub fn gather(env: &dyn Fn(&str) -> Option<String>) -> Report {
         ));
     }
     Report::new(user, uid, kernel, checks)
-}
-
-/// `access(W_OK)`, as `rootless::delegated` asks it: cgroup directories take no test files.
-fn writable_by_access(path: &Path) -> bool {
-    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 #[cfg(test)]
