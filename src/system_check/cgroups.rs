@@ -107,21 +107,24 @@ fn rlimit_only(detail: String, fix: String) -> Check {
     )
 }
 
+/// A v1 host whose `/sys/fs/cgroup` holds no controller: nothing can run, as root or not.
+fn no_hierarchy(view: &CgroupView) -> Check {
+    Check::missing(
+        CGROUPS,
+        format!(
+            "v1, but no controller hierarchy under {}",
+            view.root.display()
+        ),
+        "mount the cgroup controllers at /sys/fs/cgroup (systemd does at boot)",
+    )
+    .blocking()
+}
+
 fn v1_root(view: &CgroupView) -> Vec<Check> {
     let no_cgroups_fix =
         "run lamina where /sys/fs/cgroup is writable: on the host, or in a privileged container";
     if view.hierarchies.is_empty() {
-        return vec![
-            Check::missing(
-                CGROUPS,
-                format!(
-                    "v1, but no controller hierarchy under {}",
-                    view.root.display()
-                ),
-                "mount the cgroup controllers at /sys/fs/cgroup (systemd does at boot)",
-            )
-            .blocking(),
-        ];
+        return vec![no_hierarchy(view)];
     }
     let mut names: Vec<String> = view.hierarchies.iter().map(|h| name_of(h)).collect();
     names.sort();
@@ -184,17 +187,7 @@ fn v1_rootless(view: &CgroupView, owner: &Owner) -> Vec<Check> {
     let fix = setup_fix(&owner.user);
     let parent = &owner.parent;
     if view.hierarchies.is_empty() {
-        return vec![
-            Check::missing(
-                CGROUPS,
-                format!(
-                    "v1, but no controller hierarchy under {}",
-                    view.root.display()
-                ),
-                "mount the cgroup controllers at /sys/fs/cgroup (systemd does at boot)",
-            )
-            .blocking(),
-        ];
+        return vec![no_hierarchy(view)];
     }
     let mine = |h: &PathBuf| (view.writable)(&h.join(parent));
     let lacking: Vec<String> = view
