@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::util::{Outcome, Project, Run, registry, skip, test_images};
+use crate::util::{
+    Outcome, Project, Run, registry, rootless_user, setup_rootless, skip, test_images,
+};
 
 /// One image cache for every test of the run, as users share one (and as the parallel tests need).
 fn shared_cache() -> &'static Path {
@@ -1296,13 +1298,10 @@ fn test_sandbox_rie_from_a_host_binary() {
 #[test]
 fn test_sandbox_rootless_gives_the_same_results() {
     let Some(env) = sandbox_env() else { return };
-    let Ok(user) = std::env::var("LAMINA_TEST_ROOTLESS_USER") else {
-        skip::<()>("LAMINA_TEST_ROOTLESS_USER is not set (.ci/run creates the user)");
+    let Some(account) = rootless_user() else {
         return;
     };
-    let account = nix::unistd::User::from_name(&user)
-        .unwrap()
-        .expect("the rootless test user exists");
+    let user = account.name.clone();
     // Everything the user needs, in a place it can read: the binary, the project, its own cache.
     let place = tempfile::Builder::new()
         .prefix("lamina-rootless-")
@@ -1332,15 +1331,7 @@ fn test_sandbox_rootless_gives_the_same_results() {
         .unwrap();
     chown_all(place.path());
 
-    let setup = std::process::Command::new(&binary)
-        .args(["system", "setup-rootless", "--user", &user])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    setup_rootless(&binary, &user);
 
     // `lamina local invoke ARGS` as the user, with a clean environment (plus VARS, `K=V`) and its
     // own cache.

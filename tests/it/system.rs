@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{Outcome, Project, Run, skip};
+use crate::util::{Outcome, Project, Run, rootless_user, setup_rootless, skip};
 
 fn require_root() -> Option<()> {
     // SAFETY: geteuid cannot fail.
@@ -260,13 +260,10 @@ fn test_system_check_rootless() {
     if require_root().is_none() {
         return;
     }
-    let Ok(name) = std::env::var("LAMINA_TEST_ROOTLESS_USER") else {
-        skip::<()>("LAMINA_TEST_ROOTLESS_USER is not set (.ci/run creates the user)");
+    let Some(user) = rootless_user() else {
         return;
     };
-    let user = nix::unistd::User::from_name(&name)
-        .unwrap()
-        .expect("the rootless test user exists");
+    let name = user.name.clone();
     let uid = user.uid.as_raw();
     // The binary and the user's cache dirs, where the user can reach them.
     let place = tempfile::Builder::new()
@@ -331,15 +328,7 @@ fn test_system_check_rootless() {
     }
 
     // With the subtree `setup-rootless` makes: both limits hold.
-    let setup = std::process::Command::new(&binary)
-        .args(["system", "setup-rootless", "--user", &name])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    setup_rootless(&binary, &name);
     let out = as_user(&binary, &user, &[cache_var(&closed_cache)], &["--json"]);
     let report = json(&out);
     assert_eq!(out.code, 0, "{report:#}");

@@ -552,3 +552,29 @@ impl Drop for TestRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// The unprivileged user of the rootless tests (`LAMINA_TEST_ROOTLESS_USER`, which `.ci/run`
+/// creates), or a printed skip.
+pub fn rootless_user() -> Option<nix::unistd::User> {
+    let Ok(name) = std::env::var("LAMINA_TEST_ROOTLESS_USER") else {
+        return skip("LAMINA_TEST_ROOTLESS_USER is not set (.ci/run creates the user)");
+    };
+    Some(
+        nix::unistd::User::from_name(&name)
+            .unwrap()
+            .expect("the rootless test user exists"),
+    )
+}
+
+/// `BINARY system setup-rootless --user NAME` (as root), which must succeed.
+pub fn setup_rootless(binary: &Path, name: &str) {
+    let setup = Command::new(binary)
+        .args(["system", "setup-rootless", "--user", name])
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+}
