@@ -30,6 +30,9 @@ pub enum RunError {
     Other(String),
 }
 
+/// What a run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after its sandbox existed says last.
+const STOPPED: &str = "Interrupted: the function was stopped and its sandbox removed.";
+
 /// Where the function's logs and lamina's START/END/REPORT lines go: stderr, or `--log-file`.
 pub type LogSink = Arc<Mutex<Box<dyn Write + Send>>>;
 
@@ -180,10 +183,7 @@ pub fn run(
     // sandbox kills and deletes it.
     if crate::signals::received().is_some() {
         drop(sandbox);
-        log_line(
-            &logs,
-            "Interrupted: the function was stopped and its sandbox removed.",
-        );
+        log_line(&logs, STOPPED);
         return Ok(crate::signals::stopped_exit_code());
     }
     // The async runtime starts only now: libcontainer forks in `create`, and a fork of a process
@@ -356,10 +356,7 @@ pub fn run(
     }
 
     let Some(mut finished) = finished else {
-        log_line(
-            &logs,
-            "Interrupted: the function was stopped and its sandbox removed.",
-        );
+        log_line(&logs, STOPPED);
         return Ok(crate::signals::stopped_exit_code());
     };
     if memory.oom_killed && !matches!(finished.outcome, Outcome::Success { .. }) {
