@@ -105,13 +105,12 @@ pub fn remove_leftover(cgroups_path: &str) {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        if let Ok(procs) = std::fs::read_to_string(procs_file(cgroups_path)) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        if let Ok(procs) = std::ffi::CString::new(
+            procs_file(cgroups_path)
+                .into_os_string()
+                .into_encoded_bytes(),
+        ) {
+            kill_listed(&procs);
         }
         remove_leaf(cgroups_path);
         let gone = roots().iter().all(|root| !root.join(relative).exists());
@@ -159,4 +158,70 @@ pub fn restrict_devices(cgroups_path: &str) -> std::io::Result<()> {
         std::fs::write(&deny, rule)?;
     }
     Ok(())
+}
+
+/// SIGKILLs every pid listed in `procs_file` (a `cgroup.procs`); returns how many it found. Only
+/// system calls, no allocation: `create_guard`'s watcher calls it in a forked child.
+pub fn kill_listed(procs_file: &std::ffi::CStr) -> usize {
+    // SAFETY: open(2) of a valid C string; the fd is closed below.
+    let fd = unsafe { libc::open(procs_file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return 0;
+    }
+    let mut buf = [0u8; 4096];
+    let mut found = 0;
+    let mut pid: libc::pid_t = 0;
+    let mut in_number = false;
+    loop {
+        // SAFETY: reading into a stack buffer of the length given.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        for &byte in &buf[..n as usize] {
+            if byte.is_ascii_digit() {
+                pid = pid * 10 + libc::pid_t::from(byte - b'0');
+                in_number = true;
+            } else if in_number {
+                found += 1;
+                // SAFETY: kill(2) of a pid read from the sandbox's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                pid = 0;
+                in_number = false;
+            }
+        }
+    }
+    if in_number {
+        found += 1;
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cgroup_kill_listed_kills_the_listed_processes() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let procs = dir.path().join("cgroup.procs");
+        std::fs::write(&procs, format!("{}\n", child.id())).unwrap();
+        let path = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(kill_listed(&path), 1);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        std::fs::write(&procs, "").unwrap();
+        assert_eq!(kill_listed(&path), 0);
+    }
 }

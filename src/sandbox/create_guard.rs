@@ -108,7 +108,7 @@ fn watch(done: i32, lamina: i32, procs_file: &CString) -> i32 {
     }
     let mut quiet = 0;
     while quiet < QUIET_ROUNDS {
-        if kill_all(procs_file) == 0 {
+        if super::cgroup::kill_listed(procs_file) == 0 {
             quiet += 1;
         } else {
             quiet = 0;
@@ -121,69 +121,4 @@ fn watch(done: i32, lamina: i32, procs_file: &CString) -> i32 {
         unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
     }
     0
-}
-
-/// SIGKILLs every pid listed in `procs_file`; returns how many it found.
-fn kill_all(procs_file: &CString) -> usize {
-    // SAFETY: open(2) of a valid C string; the fd is closed below.
-    let fd = unsafe { libc::open(procs_file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return 0;
-    }
-    let mut buf = [0u8; 4096];
-    let mut found = 0;
-    let mut pid: libc::pid_t = 0;
-    let mut in_number = false;
-    loop {
-        // SAFETY: reading into a stack buffer of the length given.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        for &byte in &buf[..n as usize] {
-            if byte.is_ascii_digit() {
-                pid = pid * 10 + libc::pid_t::from(byte - b'0');
-                in_number = true;
-            } else if in_number {
-                found += 1;
-                // SAFETY: kill(2) of a pid read from the sandbox's own cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                pid = 0;
-                in_number = false;
-            }
-        }
-    }
-    if in_number {
-        found += 1;
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    // SAFETY: closing the fd opened above.
-    unsafe { libc::close(fd) };
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_create_guard_kills_the_listed_processes() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let procs = dir.path().join("cgroup.procs");
-        std::fs::write(&procs, format!("{}\n", child.id())).unwrap();
-        let path = CString::new(procs.as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(kill_all(&path), 1);
-        let status = child.wait().unwrap();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL)
-        );
-        std::fs::write(&procs, "").unwrap();
-        assert_eq!(kill_all(&path), 0);
-    }
 }
