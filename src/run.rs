@@ -866,7 +866,7 @@ fn spec_inputs(
         // Rootless, lamina writes the pids limit itself once the cgroup exists (see run).
         pids_limit: (plan.confinement.processes == ProcessBound::PidsCgroup && rootless.is_none())
             .then_some(sandbox::confinement::MAX_PROCESSES),
-        device_rules: plan.confinement.device_rules && rootless.is_none(),
+        device_rules: plan.confinement.device_rules,
         rootless,
         cgroups_path: paths.cgroups_path.clone(),
         hook,
