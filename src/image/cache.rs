@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::layer::{remove_any, remove_tree};
-use super::limits::{self, MAX_METADATA_BYTES};
+use super::limits::MAX_METADATA_BYTES;
 use super::{ImageError, ImageRef, Reporter, RunConfig, targets};
 use crate::runtimes::Architecture;
 
@@ -271,9 +271,7 @@ impl Cache {
     pub fn read_metadata_blob(&self, digest: &str) -> Option<Vec<u8>> {
         let path = self.blob_path(digest);
         let mut file = fs::File::open(&path).ok()?;
-        let bytes = limits::read_capped(&mut file, MAX_METADATA_BYTES)
-            .ok()?
-            .ok();
+        let bytes = crate::limits::read_capped(&mut file, MAX_METADATA_BYTES).ok()?;
         match bytes {
             Some(bytes) if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) == digest => {
                 Some(bytes)

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::cache::{Cache, CachedImage, Lookup};
-use super::limits::{self, DeclaredSize, Limits, MAX_METADATA_BYTES};
+use super::limits::{DeclaredSize, Limits, MAX_METADATA_BYTES};
 use super::pull::{self, PullContext};
 use super::registry::{self, Resolved};
 use super::{ImageError, ImageRef, Reporter, platform_name};
@@ -205,11 +205,11 @@ impl Layout {
         let read_error =
             |e: io::Error| self.error(format!("cannot read {}: {e}", index_path.display()));
         let mut file = std::fs::File::open(&index_path).map_err(read_error)?;
-        let bytes = limits::read_capped(&mut file, MAX_METADATA_BYTES)
+        let bytes = crate::limits::read_capped(&mut file, MAX_METADATA_BYTES)
             .map_err(read_error)?
-            .map_err(|cap| {
+            .ok_or_else(|| {
                 self.error(format!(
-                    "{} is larger than {cap} bytes (lamina's limit for manifests and configs)",
+                    "{} is larger than {MAX_METADATA_BYTES} bytes (lamina's limit for manifests and configs)",
                     index_path.display()
                 ))
             })?;
@@ -340,9 +340,9 @@ impl Layout {
         };
         let mut size = DeclaredSize::new(declared).map_err(size_error)?;
         let cap = MAX_METADATA_BYTES.min(size.declared());
-        let bytes = limits::read_capped(&mut file, cap)
+        let bytes = crate::limits::read_capped(&mut file, cap)
             .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?
-            .map_err(|_| {
+            .ok_or_else(|| {
                 size_error(if cap < MAX_METADATA_BYTES {
                     format!("is larger than the {cap} bytes its descriptor declares")
                 } else {

@@ -263,17 +263,6 @@ impl DeclaredSize {
     }
 }
 
-/// Reads a small metadata document (manifest, index, config) whole, refusing more than `cap` bytes
-/// without reading them.
-pub fn read_capped(reader: &mut impl Read, cap: u64) -> io::Result<Result<Vec<u8>, u64>> {
-    let mut bytes = Vec::new();
-    reader.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Ok(Err(cap));
-    }
-    Ok(Ok(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,14 +339,5 @@ mod tests {
                 "{err}"
             );
         }
-    }
-
-    #[test]
-    fn capped_reads() {
-        assert_eq!(
-            read_capped(&mut &b"abc"[..], 3).unwrap(),
-            Ok(b"abc".to_vec())
-        );
-        assert_eq!(read_capped(&mut io::repeat(1), 3).unwrap(), Err(3));
     }
 }
