@@ -329,44 +329,37 @@ impl Cache {
     /// Removes this process's own staging and partial downloads: after an interrupted pull, once
     /// its tasks have stopped (a task in flight may have made one after the pull was dropped).
     pub fn remove_own_temporaries(&self) {
-        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&self.temp_prefix)
-            {
-                let _ = remove_any(&entry.path());
-            }
-        }
+        self.remove_temporaries(|name, _| name.starts_with(&self.temp_prefix));
     }
 
     /// Removes staging and partial downloads left by lamina processes that are gone (killed,
     /// crashed); those of live processes are theirs. Run by every pull and by prune and rm.
     pub fn clean_stale_temporaries(&self) {
+        self.remove_temporaries(|name, entry| match name.strip_prefix(TEMP_PREFIX) {
+            Some(rest) => rest
+                .split('-')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|pid| !crate::process::exists(pid)),
+            None if name.starts_with(".tmp") => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > LEGACY_TEMP_AGE),
+            None => false,
+        });
+    }
+
+    /// Removes the entries of `tmp/` that `doomed` picks (by name, and the entry itself).
+    fn remove_temporaries(&self, doomed: impl Fn(&str, &fs::DirEntry) -> bool) {
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = match name.strip_prefix(TEMP_PREFIX) {
-                Some(rest) => rest
-                    .split('-')
-                    .next()
-                    .and_then(|p| p.parse::<i32>().ok())
-                    .is_some_and(|pid| !crate::process::exists(pid)),
-                None if name.starts_with(".tmp") => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > LEGACY_TEMP_AGE),
-                None => false,
-            };
-            if stale {
-                tracing::debug!(path = %entry.path().display(), "removing what a dead pull left");
+            if doomed(&name, &entry) {
+                tracing::debug!(path = %entry.path().display(), "removing a pull's leftover");
                 let _ = remove_any(&entry.path());
             }
         }
